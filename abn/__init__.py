@@ -1,0 +1,19 @@
+"""Attention Branch Networks (Fukui et al., CVPR 2019): models, training, explanations."""
+
+__version__ = "0.1.0"
+
+from .card import ModelCard  # noqa: E402
+from .checkpoint import CheckpointError, load, read_card, save  # noqa: E402
+from .models import ModelOutput, create, list_models  # noqa: E402
+
+__all__ = [
+    "CheckpointError",
+    "ModelCard",
+    "ModelOutput",
+    "__version__",
+    "create",
+    "list_models",
+    "load",
+    "read_card",
+    "save",
+]
