@@ -2,9 +2,9 @@
 
 __version__ = "0.1.0"
 
-from .card import ModelCard  # noqa: E402
-from .checkpoint import CheckpointError, load, read_card, save  # noqa: E402
-from .models import ModelOutput, create, list_models  # noqa: E402
+from .card import ModelCard
+from .checkpoint import CheckpointError, load, read_card, save
+from .models import ModelOutput, create, list_models
 
 __all__ = [
     "CheckpointError",
