@@ -1,0 +1,165 @@
+"""``python -m abn scorecard``: score explanation methods on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .scorecard import METRICS, Entry, format_summary, score, summarize
+
+ROLES = ("model", "baseline", "cam")
+DEFAULT_ROLE = {"abn": "model", "abn-class": "model", "cam": "cam"}  # the rest: baseline
+
+
+def add_scorecard_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``scorecard``; ``args.func(args)`` runs it and returns the exit code."""
+    p = subparsers.add_parser(
+        "scorecard",
+        help="score explanation methods (deletion/insertion, Average Drop, ROAD, sanity)",
+        description=(
+            "Each method explains its model's predicted class on the same images. "
+            "abn/abn-class use --model, cam uses --cam, the Grad-CAM family --baseline; "
+            "write METHOD@ROLE (role: model, baseline, cam) to choose, e.g. gradcam@model."
+        ),
+    )
+    p.add_argument("--model", required=True, help="ABN checkpoint")
+    p.add_argument("--baseline", help="plain baseline checkpoint (Grad-CAM family)")
+    p.add_argument("--cam", help="CAM-variant checkpoint (method 'cam')")
+    p.add_argument("--data", required=True, help="dataset name (python -m abn data info)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=1000, help="images (a seeded random sample)")
+    p.add_argument("--methods", default="abn,cam,gradcam,gradcam++,scorecam")
+    p.add_argument("--metrics", default="deletion,insertion,confidence",
+                   help=f"comma-separated from {', '.join(METRICS)} (road is slow on CPU)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--sanity", type=int, default=0, metavar="N",
+                   help="also run the randomisation sanity check on N images")  # fmt: skip
+    p.add_argument("--intervention", action="store_true",
+                   help="also run the ABN attention intervention test")  # fmt: skip
+    p.add_argument("--out", required=True, help="output folder for CSV/JSON")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run_scorecard)
+    return p
+
+
+def parse_methods(text: str, models: dict[str, nn.Module]) -> list[Entry]:
+    """``gradcam,abn,gradcam@model`` → entries, checking each method fits its model."""
+    from abn.explain import list_methods
+
+    entries = []
+    for item in [m.strip() for m in text.split(",") if m.strip()]:
+        method, _, role = item.partition("@")
+        role = role or DEFAULT_ROLE.get(method, "baseline")
+        if role not in ROLES:
+            raise ValueError(f"{item}: role must be one of {', '.join(ROLES)}")
+        model = models.get(role)
+        if model is None:
+            raise ValueError(f"{item}: needs --{role}")
+        if method not in list_methods(model):
+            raise ValueError(
+                f"{item}: {method!r} cannot explain the {role} model "
+                f"({model.spec.name}/{model.spec.variant}); it supports {', '.join(list_methods(model))}"
+            )
+        entries.append(Entry(f"{method} ({model.spec.variant})", model, method))
+    if not entries:
+        raise ValueError("no methods given")
+    return entries
+
+
+def _batches(model: nn.Module, args, device: torch.device):
+    from abn.data import build_dataset, build_transform, dataset_info
+
+    info = dataset_info(args.data)
+    card = model.card
+    transform = build_transform(info.recipe, False, card.input_size, card.mean, card.std)
+    ds = build_dataset(args.data, args.split, root=args.data_root, transform=transform)
+    g = torch.Generator().manual_seed(args.seed)
+    chosen = torch.randperm(len(ds), generator=g)[: args.n]
+
+    def batches():
+        for part in chosen.split(args.batch_size):
+            items = [ds[int(i)] for i in part]
+            images = torch.stack([x for x, _ in items]).to(device)
+            labels = torch.as_tensor([int(y) for _, y in items])
+            yield part, images, labels
+
+    return batches, len(chosen), -(-len(chosen) // args.batch_size)
+
+
+def run_scorecard(args: argparse.Namespace) -> int:
+    from abn.checkpoint import load
+
+    device = torch.device(args.device)
+    try:
+        models = {r: load(getattr(args, r), map_location=device) for r in ROLES if getattr(args, r)}
+        entries = parse_methods(args.methods, models)
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+        unknown = set(metrics) - set(METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
+        batches, n, total = _batches(models["model"], args, device)
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"abn scorecard: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total * len(entries), desc="scorecard", unit="batch")
+    table = score(entries, batches, metrics, args.steps, total_batches=total,
+                  progress=(lambda d, t, label: (bar.set_postfix_str(label), bar.update(1)))
+                  if bar else None)  # fmt: skip
+    if bar:
+        bar.close()
+    summary = summarize(table)
+    table.to_csv(out / "scorecard.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    print(f"{n} images of {args.data}/{args.split} (seed {args.seed}), device {device}")
+    print(format_summary(summary))
+    extras = _extras(args, models, entries, batches)
+    if extras:
+        (out / "checks.json").write_text(json.dumps(extras, indent=2))
+    print(f"wrote {out / 'scorecard.csv'} and {out / 'summary.csv'}")
+    return 0
+
+
+def _extras(args, models, entries, batches) -> dict:
+    from abn.explain import explain
+    from abn.metrics import attention_intervention, cascading_randomization
+
+    extras: dict = {}
+    _, images, _ = next(iter(batches()))
+    if args.sanity:
+        x = images[: args.sanity]
+        extras["sanity"] = {}
+        for e in entries:
+
+            def fn(model, imgs, targets, method=e.method):
+                return explain(model, imgs, method, target=targets.tolist()).maps
+
+            targets = explain(e.model, x, e.method).targets
+            rep = cascading_randomization(e.model, x, targets, fn, e.label)
+            extras["sanity"][e.label] = {"verdict": rep.verdict,
+                                         "steps": [vars(s) for s in rep.steps]}  # fmt: skip
+            print(f"sanity {e.label}: {rep.verdict}")
+    if args.intervention:
+        res = attention_intervention(models["model"], images)
+        extras["intervention"] = {
+            k: {m: float(v.mean()) for m, v in d.items()} for k, d in res.items()
+        }
+        for kind, d in extras["intervention"].items():
+            print(
+                f"intervention {kind}: drop {d['drop']:.3f}, flipped {d['flipped']:.1%}, KL {d['kl']:.3f}"
+            )
+    return extras

@@ -1,0 +1,131 @@
+"""Score several explanation methods on the same images: one row per image and method.
+
+Each method explains its own model's predicted class; the metrics then perturb the image by that
+map and query the same model, so every method is judged on the model it explains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .confidence import confidence_change, road
+from .perturbation import perturbation_curves
+from .stats import mean_ci
+
+METRICS = ("deletion", "insertion", "confidence", "road")
+HIGHER_IS_BETTER = {
+    "deletion_auc": False,
+    "insertion_auc": True,
+    "avg_drop": False,
+    "increase": True,
+    "road_morf": False,
+    "road_lerf": True,
+}
+
+
+@dataclass
+class Entry:
+    """One column of the scorecard: ``method`` explaining ``model``, shown as ``label``."""
+
+    label: str
+    model: nn.Module
+    method: str
+
+
+def _explain(entry: Entry, images: torch.Tensor):
+    from abn.explain import explain
+
+    return explain(entry.model, images, entry.method, target=None)
+
+
+def score_batch(
+    entry: Entry,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    metrics: Sequence[str] = METRICS,
+    steps: int = 16,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """Scores of one method on one batch of preprocessed images."""
+    ex = _explain(entry, images)
+    maps, targets = ex.maps.to(images.device), ex.targets.to(images.device)
+    cols: dict[str, torch.Tensor] = {
+        "target": ex.targets.cpu(),
+        "confidence": ex.target_probabilities.cpu(),
+        "seconds_per_image": torch.full((len(images),), ex.seconds / len(images)),
+    }
+    if labels is not None:
+        cols["label"] = labels.cpu()
+        cols["correct"] = (ex.predicted.cpu() == labels.cpu()).float()
+    model = entry.model
+    for mode in ("deletion", "insertion"):
+        if mode in metrics:
+            curves = perturbation_curves(model, images, maps, targets, mode, steps,
+                                         batch_size=batch_size)  # fmt: skip
+            cols[f"{mode}_auc"] = curves.auc
+    if "confidence" in metrics:
+        conf = confidence_change(model, images, maps, targets)
+        cols["avg_drop"] = conf["drop"] * 100
+        cols["increase"] = conf["increase"] * 100
+    if "road" in metrics:
+        cols.update(road(model, images, maps, targets))
+    frame = pd.DataFrame({k: v.numpy() for k, v in cols.items()})
+    frame.insert(0, "method", entry.label)
+    return frame
+
+
+def score(
+    entries: Sequence[Entry],
+    batches: Callable[[], object],
+    metrics: Sequence[str] = METRICS,
+    steps: int = 16,
+    progress: Callable[[int, int, str], None] | None = None,
+    total_batches: int | None = None,
+) -> pd.DataFrame:
+    """Run every entry over ``batches()`` (an iterable of ``(index, images, labels)``)."""
+    frames = []
+    done, total = 0, (total_batches or 0) * len(entries)
+    for entry in entries:
+        for index, images, labels in batches():
+            frame = score_batch(entry, images, labels, metrics, steps)
+            frame.insert(1, "image", index.numpy())
+            frames.append(frame)
+            done += 1
+            if progress is not None:
+                progress(done, total, entry.label)
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% confidence half-width of every metric, one row per method."""
+    metric_cols = [c for c in HIGHER_IS_BETTER if c in table.columns]
+    extra = [c for c in ("correct", "confidence", "seconds_per_image") if c in table.columns]
+    rows = []
+    for method, group in table.groupby("method", sort=False):
+        row: dict[str, object] = {"method": method, "n": len(group)}
+        for col in metric_cols + extra:
+            mean, half, _ = mean_ci(group[col].to_numpy())
+            row[col] = mean
+            row[f"{col}_ci95"] = half
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """A plain-text table: mean ± 95% CI per metric (↑ higher is better, ↓ lower)."""
+    cols = [c for c in HIGHER_IS_BETTER if c in summary.columns]
+    head = ["method", "n"] + [f"{c} {'↑' if HIGHER_IS_BETTER[c] else '↓'}" for c in cols]
+    lines = []
+    for _, r in summary.iterrows():
+        cells = [str(r["method"]), str(int(r["n"]))]
+        cells += [f"{r[c]:.3f} ± {r[f'{c}_ci95']:.3f}" if r[f"{c}_ci95"] == r[f"{c}_ci95"]
+                  else f"{r[c]:.3f}" for c in cols]  # fmt: skip
+        lines.append(cells)
+    widths = [max(len(x) for x in col) for col in zip(head, *lines, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head)] + [fmt.format(*cells) for cells in lines])
