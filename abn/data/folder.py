@@ -1,0 +1,109 @@
+"""Image-folder trees ``root/<split>/<class>/*.jpg`` read through :func:`read_image`.
+
+Used for the CIFAR-10 JPEG pack, Imagenette, ImageNet, CompCars and any user tree. Unlike
+torchvision's ``ImageFolder`` it validates the tree up front and names the folder at fault.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from abn.data.errors import DataError
+from abn.data.images import is_image_file, read_image
+
+Transform = Callable[[Any], Any]
+
+
+def find_classes(folder: Path) -> list[str]:
+    """Sorted names of the visible sub-folders of ``folder`` (the class names)."""
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def scan_images(folder: Path) -> list[Path]:
+    """Sorted image files directly inside ``folder`` (see :func:`is_image_file`)."""
+    return sorted(Path(e.path) for e in os.scandir(folder) if e.is_file() and is_image_file(e.name))
+
+
+class ImageFolderDataset(Dataset):
+    """``(image, class index)`` pairs from ``root/split/<class>/<image>``.
+
+    Args:
+        root: the tree's root (holding the split folders).
+        split: sub-folder to read (``None``: ``root`` itself holds the class folders).
+        transform: applied to the RGB ``PIL.Image``; default: a uint8 ``C×H×W`` tensor.
+        classes: expected class folder names in label order; default: sorted folder names.
+        class_names: human-readable names (default: the folder names).
+
+    Raises:
+        DataError: missing root or split folder, a missing or empty class folder, no images.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str | None = None,
+        transform: Transform | None = None,
+        *,
+        classes: Sequence[str] | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.folder = self.root / split if split else self.root
+        self.transform = transform
+        _check_folder(self.root, "dataset root")
+        _check_folder(self.folder, f"split folder {split!r}")
+        self.classes = list(classes) if classes is not None else find_classes(self.folder)
+        if not self.classes:
+            raise DataError(f"{self.folder}: no class folders found (expected <class>/<image>)")
+        self.class_names = list(class_names) if class_names is not None else list(self.classes)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.samples = self._scan()
+        self.targets = [t for _, t in self.samples]
+
+    def _scan(self) -> list[tuple[Path, int]]:
+        samples: list[tuple[Path, int]] = []
+        for idx, cls in enumerate(self.classes):
+            class_dir = self.folder / cls
+            _check_folder(class_dir, f"class folder {cls!r}")
+            files = scan_images(class_dir)
+            if not files:
+                raise DataError(f"{class_dir}: class folder holds no images")
+            samples.extend((f, idx) for f in files)
+        return samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        path, target = self.samples[index]
+        image = read_image(path)
+        return (self.transform(image) if self.transform else pil_to_tensor(image)), target
+
+    def fingerprint(self) -> list[str]:
+        """Relative paths and labels of every sample (to detect a changed tree)."""
+        return [f"{p.relative_to(self.folder).as_posix()}:{t}" for p, t in self.samples]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.folder}, {len(self)} images, {len(self.classes)} classes)"
+        )
+
+
+def _check_folder(path: Path, what: str) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: {what} does not exist")
+    if not path.is_dir():
+        raise DataError(f"{path}: {what} is not a folder")
+
+
+def targets_tensor(targets: Sequence[int]) -> torch.Tensor:
+    """Class indices as a ``long`` tensor."""
+    return torch.as_tensor(list(targets), dtype=torch.long)

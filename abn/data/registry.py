@@ -1,0 +1,272 @@
+"""Dataset registry: one name → static facts (:class:`DatasetInfo`) and a builder.
+
+``build_dataset(name, split, root=None)`` looks for the data under the data root
+(``$ABN_DATA_ROOT`` or ``<cwd>/data``), in the folder named by ``DatasetInfo.folder``. The
+generic ``imagefolder`` entry is different: its ``root`` is the tree itself
+(``root/<split>/<class>/*``) and is required.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from abn.data.celeba import CelebA
+from abn.data.celeba_hq import CelebAHQ
+from abn.data.errors import DataError
+from abn.data.folder import ImageFolderDataset, find_classes
+from abn.data.paths import resolve_root
+from abn.data.torchvision_sets import TorchvisionDataset
+from abn.data.transforms import build_transform
+
+Task = Literal["multiclass", "multilabel"]
+Transform = Callable[[Any], Any]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+SVHN_MEAN = (0.4377, 0.4438, 0.4728)
+SVHN_STD = (0.1980, 0.2010, 0.1970)
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
+    "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)  # fmt: skip
+SVHN_CLASSES = tuple(str(d) for d in range(10))
+#: Imagenette wnid (folder name) → human-readable class name, in label order.
+IMAGENETTE_CLASSES = {
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
+    "n03888257": "parachute",
+}
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
+    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
+    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes",
+    "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks",
+    "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
+    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset.
+
+    ``num_classes`` is the number of labels (attributes for multi-label); ``None`` (with empty
+    ``class_names``) where classes come from folders and no root was given. ``splits`` lists
+    the split names; ``train_split``/``eval_split`` are the ones to train and report on.
+    ``folder`` is where the data lives under the data root (``None``: ``root`` is the tree).
+    """
+
+    name: str
+    num_classes: int | None
+    class_names: tuple[str, ...]
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    task: Task
+    recipe: str
+    splits: tuple[str, ...]
+    train_split: str
+    eval_split: str
+    folder: str | None
+    description: str = ""
+
+    def transform(self, train: bool) -> v2.Compose:
+        """This dataset's default preprocessing (see :func:`abn.data.transforms.build_transform`)."""
+        return build_transform(self.recipe, train, self.input_size, self.mean, self.std)
+
+
+Builder = Callable[[Path, str, "Transform | None", bool], Dataset]
+
+
+def _info(name: str, classes: tuple[str, ...], **kw: Any) -> DatasetInfo:
+    kw.setdefault("task", "multiclass")
+    kw.setdefault("splits", ("train", "test"))
+    kw.setdefault("train_split", kw["splits"][0])
+    kw.setdefault("eval_split", kw["splits"][-1])
+    num = len(classes) if classes else None
+    return DatasetInfo(name=name, num_classes=num, class_names=classes, **kw)
+
+
+def _folder_builder(
+    folder: str | None, classes: tuple[str, ...] | None, names: tuple[str, ...] | None
+) -> Builder:
+    def build(root: Path, split: str, transform: Transform | None, download: bool) -> Dataset:
+        tree = root / folder if folder else root
+        return ImageFolderDataset(tree, split, transform, classes=classes, class_names=names)
+
+    return build
+
+
+def _torchvision_builder(name: str) -> Builder:
+    def build(root: Path, split: str, transform: Transform | None, download: bool) -> Dataset:
+        return TorchvisionDataset(name, root, split, transform, download=download)
+
+    return build
+
+
+def _celeba(root: Path, split: str, transform: Transform | None, download: bool) -> Dataset:
+    return CelebA(root / "celeba", split, transform)
+
+
+def _celeba_hq(root: Path, split: str, transform: Transform | None, download: bool) -> Dataset:
+    return CelebAHQ(root / "celeba-hq-64", split, transform)
+
+
+_CIFAR = {"input_size": (32, 32), "recipe": "cifar"}
+_IMAGENET = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+_REGISTRY: dict[str, tuple[DatasetInfo, Builder, bool]] = {}  # name → (info, builder, downloadable)
+
+
+def register_dataset(info: DatasetInfo, builder: Builder, downloadable: bool = False) -> None:
+    """Add (or replace) a dataset; ``builder(root, split, transform, download)``."""
+    _REGISTRY[info.name] = (info, builder, downloadable)
+
+
+register_dataset(
+    _info("cifar10", CIFAR10_CLASSES, mean=CIFAR10_MEAN, std=CIFAR10_STD, folder="cifar10",
+          description="CIFAR-10 as JPEG files (offline pack): cifar10/{train,test}/<class>/", **_CIFAR),
+    _folder_builder("cifar10", CIFAR10_CLASSES, None),
+)  # fmt: skip
+register_dataset(
+    _info("cifar10-torchvision", CIFAR10_CLASSES, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+          folder="cifar-10-batches-py", description="CIFAR-10 in torchvision's pickled format",
+          **_CIFAR),
+    _torchvision_builder("cifar10-torchvision"), downloadable=True,
+)  # fmt: skip
+register_dataset(
+    _info("cifar100", CIFAR100_CLASSES, mean=CIFAR100_MEAN, std=CIFAR100_STD,
+          folder="cifar-100-python", description="CIFAR-100 in torchvision's pickled format",
+          **_CIFAR),
+    _torchvision_builder("cifar100"), downloadable=True,
+)  # fmt: skip
+register_dataset(
+    _info("svhn", SVHN_CLASSES, mean=SVHN_MEAN, std=SVHN_STD, folder="svhn",
+          splits=("train", "test", "extra"), train_split="train", eval_split="test",
+          description="SVHN cropped digits (torchvision's .mat files)", **_CIFAR),
+    _torchvision_builder("svhn"), downloadable=True,
+)  # fmt: skip
+register_dataset(
+    _info("imagenette", tuple(IMAGENETTE_CLASSES.values()), input_size=(128, 128),
+          recipe="imagenet", folder="imagenette2-160", splits=("train", "val"),
+          description="Imagenette (10 ImageNet classes) at 160 px, trained at 128 px", **_IMAGENET),
+    _folder_builder("imagenette2-160", tuple(IMAGENETTE_CLASSES), tuple(IMAGENETTE_CLASSES.values())),
+)  # fmt: skip
+register_dataset(
+    _info("imagefolder", (), input_size=(224, 224), recipe="imagenet", folder=None,
+          description="any tree root/<split>/<class>/<image>; root= is the tree", **_IMAGENET),
+    _folder_builder(None, None, None),
+)  # fmt: skip
+register_dataset(
+    _info("compcars", (), input_size=(224, 323), recipe="compcars", folder="compcars",
+          description="CompCars as an image-folder tree compcars/{train,test}/<class>/",
+          **_IMAGENET),
+    _folder_builder("compcars", None, None),
+)  # fmt: skip
+register_dataset(
+    _info("celeba", CELEBA_ATTRIBUTES, input_size=(224, 224), recipe="celeba", folder="celeba",
+          task="multilabel", splits=("train", "valid", "test"),
+          description="aligned CelebA, original files (40 attributes)", **_IMAGENET),
+    _celeba,
+)  # fmt: skip
+register_dataset(
+    _info("celeba-hq", CELEBA_ATTRIBUTES, input_size=(64, 64), recipe="celeba",
+          folder="celeba-hq-64", task="multilabel", splits=("train", "val", "test"),
+          description="CelebA-HQ 64 px with CelebAMask-HQ attributes; fixed split by image number",
+          **_IMAGENET),
+    _celeba_hq,
+)  # fmt: skip
+
+
+def list_datasets() -> list[str]:
+    """Registered dataset names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _entry(name: str) -> tuple[DatasetInfo, Builder, bool]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}") from None
+
+
+def dataset_location(name: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """Where ``name``'s files are: ``<data root>/<folder>`` (``imagefolder``: ``root`` itself)."""
+    info = _entry(name)[0]
+    if info.folder is None:
+        if root is None:
+            raise DataError(f"{name}: pass root= (the folder holding <split>/<class>/<image>)")
+        return Path(root)
+    return resolve_root(root) / info.folder
+
+
+def dataset_info(name: str, root: str | os.PathLike[str] | None = None) -> DatasetInfo:
+    """Static facts about ``name``; for folder-defined classes, read them from disk if present."""
+    info = _entry(name)[0]
+    if info.num_classes is not None:
+        return info
+    try:
+        location = dataset_location(name, root)
+    except DataError:
+        return info
+    for split in info.splits:
+        if (location / split).is_dir():
+            classes = tuple(find_classes(location / split))
+            return replace(info, num_classes=len(classes), class_names=classes)
+    return info
+
+
+def build_dataset(
+    name: str,
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    transform: Transform | None = None,
+    download: bool = False,
+) -> Dataset:
+    """Build dataset ``name`` for ``split``; items are ``(image, target)``.
+
+    ``root`` is the data root (default :func:`~abn.data.paths.default_data_root`), except for
+    ``imagefolder`` where it is the tree itself. Without ``transform`` images are uint8
+    ``3×H×W`` tensors at their stored size; pass ``dataset_info(name).transform(train)`` for
+    the recipe's normalised tensors. ``download=True`` only works for the torchvision datasets.
+    """
+    info, builder, downloadable = _entry(name)
+    if download and not downloadable:
+        raise DataError(
+            f"{name}: cannot be downloaded; extract the offline pack with `abn data prepare`"
+        )
+    base = dataset_location(name, root) if info.folder is None else resolve_root(root)
+    return builder(base, split, transform, download)

@@ -1,0 +1,57 @@
+"""build_transform: output shapes, dtype, normalisation and train-time randomness."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from abn.data.transforms import RECIPES, build_transform
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "size", "source"),
+    [
+        ("cifar", (32, 32), (32, 32)),
+        ("imagenet", (224, 224), (300, 200)),
+        ("imagenet", (128, 128), (160, 160)),
+        ("compcars", (224, 323), (500, 375)),
+        ("celeba", (64, 64), (178, 218)),
+    ],
+)
+@pytest.mark.parametrize("train", [True, False])
+def test_shapes(recipe: str, size: tuple[int, int], source: tuple[int, int], train: bool) -> None:
+    image = Image.new("RGB", source, (10, 200, 90))
+    out = build_transform(recipe, train, size, MEAN, STD)(image)
+    assert out.dtype == torch.float32 and tuple(out.shape) == (3, *size)
+
+
+def test_normalisation_and_tensor_input() -> None:
+    x = torch.full((3, 32, 32), 255, dtype=torch.uint8)
+    out = build_transform("cifar", False, 32, MEAN, STD)(x)
+    expected = torch.tensor([(1 - m) / s for m, s in zip(MEAN, STD, strict=True)])
+    assert torch.allclose(out[:, 16, 16], expected)
+
+
+def test_train_is_random_eval_is_not() -> None:
+    image = Image.effect_noise((32, 32), 64).convert("RGB")
+    train = build_transform("cifar", True, 32, MEAN, STD)
+    evaluate = build_transform("cifar", False, 32, MEAN, STD)
+    torch.manual_seed(0)
+    outs = [train(image) for _ in range(6)]
+    assert any(not torch.equal(outs[0], o) for o in outs[1:])
+    assert torch.equal(evaluate(image), evaluate(image))
+
+
+def test_cifar_eval_keeps_pixels() -> None:
+    x = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    out = build_transform("cifar", False, 32, (0, 0, 0), (1, 1, 1))(x)
+    assert torch.allclose(out, x.float() / 255)
+
+
+def test_unknown_recipe() -> None:
+    assert set(RECIPES) == {"cifar", "imagenet", "compcars", "celeba"}
+    with pytest.raises(ValueError, match="unknown recipe"):
+        build_transform("mnist", True)
