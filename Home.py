@@ -1,0 +1,85 @@
+"""ABN dashboard: what an Attention Branch Network is, the models at hand, and the pages."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import layout
+from app.config import assets_dir, data_root
+from app.diagram import ABN_DOT
+from app.errors import error_boundary
+from app.models import accuracy, discover
+
+layout.setup(
+    "Attention Branch Networks",
+    "Explore what ABN models look at — Fukui et al., CVPR 2019.",
+    ":material/visibility:",
+)
+
+left, right = st.columns([2, 3], gap="large")
+with left:
+    st.markdown(
+        "An **Attention Branch Network** adds an *attention branch* to an ordinary CNN: from the "
+        "features *g(x)* of the **feature extractor** it predicts the classes the way CAM does "
+        "and, on the way, produces an **attention map M(x)**.\n\n"
+        "The map re-weights the features, *g'(x) = (1 + M(x))·g(x)*, and the **perception "
+        "branch** classifies from those attended features, so attention and prediction are "
+        "trained together.\n\n"
+        "The map is therefore both a visual explanation that comes for free with every forward "
+        "pass and a mechanism that improves accuracy."
+    )
+with right:
+    st.graphviz_chart(ABN_DOT, width="stretch")
+
+st.header("Models")
+with error_boundary("Listing the models"):
+    refs, problems = discover()
+    if refs:
+        rows = [
+            {
+                "model": f"{r.card.arch} · {r.card.variant}",
+                "dataset": r.card.dataset or "—",
+                "classes": r.card.num_classes,
+                "class names": ", ".join(r.card.class_names[:6])
+                + (" …" if len(r.card.class_names) > 6 else ""),
+                "accuracy": accuracy(r.card),
+                "file": r.filename,
+            }
+            for r in refs
+        ]
+        st.dataframe(
+            pd.DataFrame(rows),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "accuracy": st.column_config.NumberColumn(
+                    "accuracy (%)", format="%.2f", help="From the model card; empty: not measured"
+                )
+            },
+        )
+    else:
+        st.info(
+            f"No models found in `{assets_dir()}`. Train one (`python -m abn train …`) or load "
+            "your own checkpoint on any page."
+        )
+    for problem in problems:
+        st.warning(problem, icon=":material/warning:")
+    if not data_root().is_dir():
+        st.caption(
+            f"No dataset under `{data_root()}`: galleries use bundled sample photos and the "
+            "Embeddings page needs `python -m abn data prepare`."
+        )
+
+st.header("Pages")
+cols = st.columns(4)
+descriptions = {
+    "inspect": "Predictions of both branches and the attention map of your images.",
+    "compare": "ABN attention next to CAM, Grad-CAM, Grad-CAM++, Score-CAM — and how they agree.",
+    "embeddings": "t-SNE of features before and after attention (Fig. 6 of the paper).",
+    "faces": "40 per-attribute attention maps of the multi-task CelebA model.",
+}
+for col, (name, text) in zip(cols, descriptions.items(), strict=True):
+    with col, st.container(border=True):
+        layout.page_link(name)
+        st.caption(text)

@@ -1,0 +1,183 @@
+"""Cached calls into the library: predictions and explanations of one image.
+
+Results are cached per (model key, image digest, method, target) with ``st.cache_data``, so
+moving a slider re-renders without recomputing. Models and tensors are passed as
+underscore arguments (not hashed); the keys identify them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+from torch import nn
+
+from abn.explain import Explanation, explain
+from abn.explain.render import denormalize
+from abn.models import attribute_probabilities
+
+from .images import Picked, to_input
+from .models import ModelRef, load
+
+
+@dataclass
+class Prediction:
+    """Class probabilities of both branches for one image (attention: ``None`` if no branch)."""
+
+    perception: np.ndarray
+    attention: np.ndarray | None
+
+
+@dataclass
+class Prepared:
+    """A picked image as the model sees it."""
+
+    x: torch.Tensor
+    view: np.ndarray
+
+
+def prepare(ref: ModelRef, picked: Picked) -> Prepared:
+    """The model input and its displayable view (at the model's input resolution)."""
+    x, view = to_input(picked.image, ref.card)
+    return Prepared(x, view)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _predict(key: str, digest: str, _model: nn.Module, _x: torch.Tensor) -> Prediction:
+    with torch.inference_mode():
+        out = _model(_x)
+    if out.logits.dim() == 3 or _model.spec.variant == "plain_multitask":
+        return Prediction(attribute_probabilities(out)[0].numpy(), None)
+    att = out.att_logits.softmax(1)[0].numpy() if out.att_logits is not None else None
+    return Prediction(out.logits.softmax(1)[0].numpy(), att)
+
+
+def predict(ref: ModelRef, picked: Picked) -> Prediction:
+    """Both branches' class probabilities (multi-task: P(attribute present), one branch)."""
+    return _predict(ref.key, picked.digest, load(ref), prepare(ref, picked).x)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _explain(
+    key: str, digest: str, method: str, target: int | None, _model: nn.Module, _x: torch.Tensor
+) -> Explanation:
+    return explain(_model, _x, method, target).cpu()
+
+
+def explanation(
+    ref: ModelRef, picked: Picked, method: str, target: int | None = None
+) -> Explanation:
+    """``method``'s explanation of one image for ``target`` (``None``: the predicted class)."""
+    return _explain(ref.key, picked.digest, method, target, load(ref), prepare(ref, picked).x)
+
+
+def default_method(model: nn.Module) -> str:
+    """The model's own map: ABN attention, CAM for CAM models, Grad-CAM otherwise."""
+    if model.is_abn:
+        return "abn"
+    return "cam" if model.spec.variant == "cam" else "gradcam"
+
+
+PRETTY = {
+    "abn": "ABN attention",
+    "abn-class": "ABN class map",
+    "cam": "CAM",
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Score-CAM",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+    "eigencam": "EigenCAM",
+    "ablationcam": "Ablation-CAM",
+}
+DEFAULT_FAMILY = ("gradcam", "gradcam++", "scorecam")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One map of the comparison grid: a method applied to a model."""
+
+    label: str
+    ref: ModelRef
+    method: str
+
+
+def family_methods() -> list[str]:
+    """The Grad-CAM-family methods the library offers."""
+    from abn.explain import GradCamFamily, get_method, list_methods
+
+    return [m for m in list_methods() if issubclass(get_method(m), GradCamFamily)]
+
+
+def comparison_cells(
+    abn_ref: ModelRef, plain: ModelRef | None, cam: ModelRef | None, family: list[str]
+) -> list[Cell]:
+    """ABN's own maps, CAM, then each Grad-CAM-family method on the baseline and on ABN."""
+    cells = [
+        Cell(PRETTY["abn"], abn_ref, "abn"),
+        Cell(PRETTY["abn-class"], abn_ref, "abn-class"),
+    ]
+    if cam is not None:
+        cells.append(Cell("CAM (CAM model)", cam, "cam"))
+    for method in family:
+        name = PRETTY.get(method, method)
+        if plain is not None:
+            cells.append(Cell(f"{name} · baseline", plain, method))
+        cells.append(Cell(f"{name} · ABN", abn_ref, method))
+    return cells
+
+
+@dataclass
+class AttributeMaps:
+    """Multi-task ABN on one image: P(attribute present) and the T attention maps (T×h×w)."""
+
+    probabilities: np.ndarray
+    maps: np.ndarray
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _attribute_maps(key: str, digest: str, _model: nn.Module, _x: torch.Tensor) -> AttributeMaps:
+    with torch.inference_mode():
+        out = _model(_x)
+    return AttributeMaps(attribute_probabilities(out)[0].numpy(), out.attention[0].numpy())
+
+
+def attribute_maps(ref: ModelRef, picked: Picked) -> AttributeMaps:
+    """Every attribute's probability and attention map from one forward pass."""
+    return _attribute_maps(ref.key, picked.digest, load(ref), prepare(ref, picked).x)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _fingerprint(path: str, mtime: float) -> str:
+    from abn.embeddings import fingerprint
+
+    return fingerprint(path)
+
+
+def weights_key(ref: ModelRef) -> str:
+    """A content hash of the checkpoint (the embedding cache key)."""
+    if ref.data is not None:
+        return ref.key.split(":", 1)[1][:16]
+    return _fingerprint(str(ref.path), ref.mtime)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _dataset_maps(
+    key: str, split: str, indices: tuple[int, ...], root: str, _ref: ModelRef
+) -> tuple[list[np.ndarray], Explanation]:
+    from abn.embeddings import load_images
+
+    x, _ = load_images(_ref.card, split, indices, root)
+    result = explain(load(_ref), x, default_method(load(_ref))).cpu()
+    views = [np.asarray(v) for v in denormalize(x, _ref.card.mean, _ref.card.std)]
+    return views, result
+
+
+def dataset_maps(
+    ref: ModelRef, split: str, indices: list[int], root: str
+) -> tuple[list[np.ndarray], Explanation]:
+    """Model views and attention maps of dataset images ``indices`` of ``split``."""
+    return _dataset_maps(ref.key, split, tuple(indices), root, ref)

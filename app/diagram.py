@@ -1,0 +1,26 @@
+"""The three modules of an ABN as a Graphviz diagram (drawn, not a dataset image)."""
+
+from __future__ import annotations
+
+ABN_DOT = """
+digraph ABN {
+  rankdir=LR; bgcolor="transparent"; nodesep=0.35; ranksep=0.45;
+  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=12,
+        color="#5b6b7f", fillcolor="#eef2f7", penwidth=1.2];
+  edge [color="#5b6b7f", fontname="Helvetica", fontsize=10, penwidth=1.2];
+
+  x   [label="input image x", shape=note, fillcolor="#ffffff"];
+  fe  [label="Feature extractor\\ng(x)", fillcolor="#dbe8ff"];
+  ab  [label="Attention branch\\nconv · K×1×1 conv · GAP", fillcolor="#ffe2c6"];
+  m   [label="attention map M(x)", shape=parallelogram, fillcolor="#ffd29c"];
+  mix [label="g'(x) = (1 + M(x)) · g(x)", shape=ellipse, fillcolor="#fff6d6"];
+  pb  [label="Perception branch\\nrest of the backbone · FC", fillcolor="#d6f5df"];
+  ya  [label="attention-branch\\nscores  (L_att)", shape=plaintext, fillcolor="none"];
+  yp  [label="final prediction\\n(L_per)", shape=plaintext, fillcolor="none"];
+
+  x -> fe -> ab -> m -> mix -> pb -> yp;
+  fe -> mix [label="g(x)"];
+  ab -> ya [style=dashed];
+  {rank=same; ab; m}
+}
+"""

@@ -1,0 +1,136 @@
+"""Views of t-SNE embeddings: the scatter plots, their selection, and the selected images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from abn.embeddings import Embedding
+
+from . import views
+
+COLOUR_BY = ("true class", "predicted class", "correctness", "confidence")
+MAX_SELECTED = 16
+SELECTION_COLUMNS = 8
+
+
+@dataclass
+class Panel:
+    """One scatter plot: a model's embedding of one feature kind."""
+
+    title: str
+    key: str
+    embedding: Embedding
+    kind: str
+
+
+def panels(embeddings: dict[str, Embedding]) -> list[Panel]:
+    """Fig. 6's panels: baseline g(x), ABN g(x) (before attention) and g'(x) (after)."""
+    out = []
+    if "Baseline" in embeddings:
+        out.append(Panel("Baseline · g(x)", "plain", embeddings["Baseline"], "features"))
+    abn = embeddings["ABN"]
+    out.append(Panel("ABN · g(x), before attention", "abn_g", abn, "features"))
+    if "attended_features" in abn.coords:
+        out.append(Panel("ABN · g'(x), after attention", "abn_ga", abn, "attended_features"))
+    return out
+
+
+def frame(emb: Embedding, kind: str) -> pd.DataFrame:
+    """One row per point: coordinates, dataset index, classes, correctness, confidence."""
+    xy = emb.coords[kind]
+    names = np.asarray(emb.class_names)
+    return pd.DataFrame(
+        {
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+            "index": emb.indices,
+            "true class": names[emb.labels],
+            "predicted class": names[emb.predictions],
+            "correctness": np.where(emb.correct, "correct", "wrong"),
+            "confidence": emb.confidence,
+        }
+    )
+
+
+def scatter(panel: Panel, colour: str) -> go.Figure:
+    """A t-SNE scatter coloured by ``colour`` with the image's facts on hover."""
+    df = frame(panel.embedding, panel.kind)
+    kwargs = {}
+    if colour == "confidence":
+        kwargs = {"color_continuous_scale": "Viridis", "range_color": (0, 1)}
+    elif colour == "correctness":
+        kwargs = {"color_discrete_map": {"correct": "#2a9d8f", "wrong": "#e76f51"}}
+    else:
+        kwargs = {"category_orders": {colour: list(panel.embedding.class_names)}}
+    fig = px.scatter(
+        df,
+        x="x",
+        y="y",
+        color=colour,
+        custom_data=["index"],
+        hover_data={
+            "x": False,
+            "y": False,
+            "index": True,
+            "true class": True,
+            "predicted class": True,
+            "confidence": ":.2f",
+        },
+        **kwargs,
+    )
+    fig.update_traces(marker={"size": 6, "opacity": 0.8})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(
+        height=430,
+        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+        legend={"orientation": "h", "y": -0.02, "title": None, "font": {"size": 10}},
+        dragmode="lasso",
+    )
+    return fig
+
+
+def selected_indices(event) -> set[int]:
+    """Dataset indices of the points selected in a ``st.plotly_chart(on_select=...)`` event."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return set()
+    out = set()
+    for p in points:
+        data = p.get("customdata")
+        if data is not None:
+            out.add(int(data[0] if isinstance(data, (list, tuple)) else data))
+    return out
+
+
+def summary(emb: Embedding) -> str:
+    return (
+        f"{len(emb.indices)} images · accuracy on them {emb.correct.mean():.1%} · "
+        f"mean confidence {emb.confidence.mean():.2f}"
+    )
+
+
+def show_selection(emb: Embedding, chosen, views_, result, alpha: float, cmap: str) -> None:
+    """The selected images, each with its attention map and the model's prediction."""
+    row_of = {int(i): r for r, i in enumerate(emb.indices)}
+    for start in range(0, len(chosen), SELECTION_COLUMNS):
+        cols = st.columns(SELECTION_COLUMNS, gap="small")
+        for j, col in enumerate(cols[: len(chosen) - start]):
+            k = start + j
+            r = row_of.get(int(chosen[k]))
+            truth = emb.class_names[emb.labels[r]] if r is not None else "?"
+            pred = result.name_of(int(result.predicted[k]))
+            with col:
+                st.image(views.upscale(views_[k], 128), width="stretch")
+                st.image(
+                    views.overlay_image(views_[k], result.maps[k], alpha, cmap, size=128),
+                    caption=f"#{chosen[k]} · {truth} → {pred}",
+                    width="stretch",
+                )

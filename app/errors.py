@@ -1,0 +1,67 @@
+"""The error boundary: every failure becomes a readable message in the page, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import streamlit as st
+
+from abn.checkpoint import CheckpointError
+from abn.data import DataError, ImageReadError
+
+log = logging.getLogger("abn.app")
+F = TypeVar("F", bound=Callable[..., object])
+
+DATA_HINT = (
+    "Extract the offline datasets with `python -m abn data prepare` (or set `ABN_DATA_ROOT` "
+    "to a folder that holds them), then reload this page."
+)
+
+
+def report(exc: BaseException, action: str) -> None:
+    """Show ``exc`` as an ``st.error`` naming what went wrong (traceback to the server log)."""
+    if isinstance(exc, CheckpointError):
+        st.error(f"**Checkpoint problem.** {exc}", icon=":material/memory:")
+    elif isinstance(exc, ImageReadError):
+        st.error(f"**Cannot read this image.** {exc}", icon=":material/broken_image:")
+    elif isinstance(exc, DataError):
+        st.error(f"**Dataset not available.** {exc}\n\n{DATA_HINT}", icon=":material/dataset:")
+    else:
+        log.exception("%s failed", action, exc_info=exc)
+        st.error(
+            f"**{action} failed:** {type(exc).__name__}: {exc}\n\n"
+            "This is unexpected; the full traceback is in the server log.",
+            icon=":material/error:",
+        )
+
+
+@contextmanager
+def error_boundary(action: str = "This step") -> Iterator[None]:
+    """Run a block; an exception inside becomes an error message and the block ends there.
+
+    Streamlit's own control flow (``st.stop``, reruns) derives from ``BaseException`` and
+    passes through untouched.
+    """
+    try:
+        yield
+    except Exception as exc:
+        report(exc, action)
+
+
+def guarded(action: str) -> Callable[[F], F]:
+    """Decorator form of :func:`error_boundary` for a page's ``main()``."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            with error_boundary(action):
+                return fn(*args, **kwargs)
+            return None
+
+        return inner  # type: ignore[return-value]
+
+    return wrap

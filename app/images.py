@@ -1,0 +1,157 @@
+"""The image picker (uploads or a gallery) and turning a picture into the model's input."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from abn.card import ModelCard
+from abn.data import SUPPORTED_EXTENSIONS, DataError, build_dataset, dataset_info, read_image
+from abn.embeddings import eval_transform, sample_indices
+from abn.explain.render import denormalize
+
+from .config import data_root
+from .errors import report
+
+UPLOAD_TYPES = sorted({e.lstrip(".") for e in SUPPORTED_EXTENSIONS})
+GALLERY_SIZE = 12
+# skimage.data samples that ship with the package (no download): name → (loader, crop box).
+SAMPLES: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {
+    "astronaut": ("astronaut", None),
+    "coffee": ("coffee", None),
+    "chelsea (cat)": ("chelsea", None),
+    "rocket": ("rocket", None),
+    "colorwheel": ("colorwheel", None),
+    "hubble deep field": ("hubble_deep_field", None),
+}
+FACE_SAMPLES: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {
+    "astronaut (face)": ("astronaut", (150, 20, 340, 250)),
+}
+
+
+@dataclass(frozen=True)
+class Picked:
+    """An image chosen by the user; ``label`` is the true class when it comes from a dataset."""
+
+    name: str
+    image: Image.Image = field(compare=False)
+    label: str | None = None
+
+    @property
+    def digest(self) -> str:
+        return image_digest(self.image)
+
+
+def image_digest(image: Image.Image) -> str:
+    """A short content hash of an image (a cache key)."""
+    h = hashlib.sha256(image.tobytes())
+    h.update(repr(image.size).encode())
+    return h.hexdigest()[:20]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def sample_image(loader: str, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """An RGB sample photo from ``skimage.data`` (optionally cropped to ``box``)."""
+    import skimage.data
+
+    image = read_image(png_bytes(Image.fromarray(getattr(skimage.data, loader)())), name=loader)
+    return image.crop(box) if box else image
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _dataset_gallery(dataset: str, split: str, root: str) -> list[tuple[str, bytes, str]]:
+    """A few images of a dataset split (name, PNG bytes, true class), spread over classes."""
+    ds = build_dataset(dataset, split, root)
+    targets = getattr(ds, "targets", None)
+    if targets is None or getattr(targets, "ndim", 1) != 1:
+        chosen = np.arange(min(GALLERY_SIZE, len(ds)))
+    else:
+        chosen = sample_indices(list(targets), GALLERY_SIZE, seed=1)
+    names = list(getattr(ds, "class_names", []) or [])
+    out = []
+    for i in chosen:
+        tensor, target = ds[int(i)]
+        image = Image.fromarray(tensor.permute(1, 2, 0).numpy())
+        label = names[target] if isinstance(target, int) and target < len(names) else ""
+        out.append(
+            (f"{split} #{int(i)}" + (f" ({label})" if label else ""), png_bytes(image), label)
+        )
+    return out
+
+
+def eval_split(card: ModelCard) -> str:
+    """The split to show and embed: the card's test split, else the dataset's eval split."""
+    info = dataset_info(card.dataset)
+    named = (card.splits or {}).get("test")
+    return named if named in info.splits else info.eval_split
+
+
+def gallery(card: ModelCard | None, faces: bool = False) -> tuple[list[Picked], str]:
+    """The gallery for ``card``'s dataset when present, else bundled sample photos."""
+    if card is not None and card.dataset:
+        try:
+            split = eval_split(card)
+            items = _dataset_gallery(card.dataset, split, str(data_root()))
+            return [
+                Picked(name, read_image(data, name=name), label or None)
+                for name, data, label in items
+            ], f"{card.dataset} · {split} split"
+        except (DataError, KeyError, ValueError):
+            pass
+    samples = FACE_SAMPLES if faces else SAMPLES
+    return [
+        Picked(name, sample_image(loader, box)) for name, (loader, box) in samples.items()
+    ], "sample photos bundled with scikit-image (no dataset found)"
+
+
+def _read_uploads(files) -> list[Picked]:
+    picked = []
+    for f in files:
+        try:
+            picked.append(Picked(f.name, read_image(f.getvalue(), name=f.name)))
+        except Exception as exc:  # one bad file must not hide the others
+            report(exc, f"Reading {f.name}")
+    return picked
+
+
+def image_picker(
+    card: ModelCard | None, key: str, *, multiple: bool = False, faces: bool = False
+) -> list[Picked]:
+    """Upload images or choose from the gallery; unreadable uploads are reported, not raised."""
+    source = st.radio("Image source", ["Gallery", "Upload"], horizontal=True, key=f"{key}_source")
+    if source == "Upload":
+        files = st.file_uploader(
+            "Upload image" + ("s" if multiple else ""),
+            type=UPLOAD_TYPES,
+            accept_multiple_files=multiple,
+            key=f"{key}_files",
+            help="JPEG, PNG, WebP, BMP, GIF or TIFF",
+        )
+        files = files if isinstance(files, list) else [files] if files else []
+        return _read_uploads(files)
+    items, origin = gallery(card, faces)
+    names = [p.name for p in items]
+    st.caption(f"Gallery: {origin}")
+    if multiple:
+        chosen = st.multiselect("Gallery images", names, default=names[:1], key=f"{key}_gallery")
+    else:
+        one = st.selectbox("Gallery image", names, key=f"{key}_gallery")
+        chosen = [one] if one else []
+    return [items[names.index(n)] for n in chosen]
+
+
+def to_input(image: Image.Image, card: ModelCard) -> tuple[torch.Tensor, np.ndarray]:
+    """The model's 1×3×H×W input for ``image`` and what it shows (H×W×3 uint8, un-normalised)."""
+    x = eval_transform(card)(image).unsqueeze(0)
+    return x, np.asarray(denormalize(x, card.mean, card.std)[0])

@@ -1,0 +1,166 @@
+"""Model discovery, shared loading and the model picker widget."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+from torch import nn
+
+import abn
+from abn.card import ModelCard
+from abn.checkpoint import CheckpointError
+
+from .config import assets_dir
+
+CUSTOM = "Your checkpoint…"
+Accept = Callable[[ModelCard], bool]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A checkpoint the app can load: a file (path + mtime) or uploaded bytes."""
+
+    key: str
+    card: ModelCard = field(compare=False)
+    path: Path | None = None
+    mtime: float = 0.0
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def filename(self) -> str:
+        return self.path.name if self.path else "upload"
+
+    @property
+    def label(self) -> str:
+        trained = "" if self.card.metrics else " (untrained)"
+        return f"{self.card.display_name}{trained} — {self.filename}"
+
+
+def is_multiclass(card: ModelCard) -> bool:
+    return card.task == "multiclass" and not card.variant.endswith("multitask")
+
+
+def is_abn(card: ModelCard) -> bool:
+    return card.variant == "abn"
+
+
+def is_variant(*variants: str) -> Accept:
+    return lambda card: card.variant in variants
+
+
+def accuracy(card: ModelCard) -> float | None:
+    """The perception branch's accuracy in % on the card's test split (top-1, or mean over
+    attributes), as measured by training/evaluation; ``None`` if never measured."""
+    test = f"{card.dataset}/{(card.splits or {}).get('test', '')}"
+    records = [card.metrics.get(test), *card.metrics.values()]
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        if isinstance(record.get("per_top1_err"), (int, float)):
+            return 100.0 - float(record["per_top1_err"])
+        if isinstance(record.get("per_mean_acc"), (int, float)):
+            return float(record["per_mean_acc"])
+    return None
+
+
+def discover(directory: Path | None = None) -> tuple[list[ModelRef], list[str]]:
+    """Every ``*.safetensors`` under ``directory`` with a readable card, and the problems."""
+    directory = directory or assets_dir()
+    refs, problems = [], []
+    if not directory.is_dir():
+        return refs, [f"model folder {directory} does not exist"]
+    for path in sorted(directory.glob("*.safetensors")):
+        try:
+            card = abn.read_card(path)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        mtime = path.stat().st_mtime
+        refs.append(ModelRef(f"{path.resolve()}@{mtime}", card, path.resolve(), mtime))
+    return refs, problems
+
+
+@st.cache_resource(max_entries=32, show_spinner="Loading model…")
+def _load_file(path: str, mtime: float) -> nn.Module:
+    del mtime  # part of the cache key: a replaced file is loaded again
+    return abn.load(path)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading uploaded model…")
+def _load_bytes(digest: str, _data: bytes) -> nn.Module:
+    return abn.load(_data)
+
+
+def load(ref: ModelRef) -> nn.Module:
+    """The model of ``ref``, loaded once per process and shared by every session."""
+    if ref.data is not None:
+        return _load_bytes(ref.key, ref.data)
+    return _load_file(str(ref.path), ref.mtime)
+
+
+def ref_from_path(text: str) -> ModelRef:
+    """A reference to a checkpoint file typed by the user (its card is read, not the weights)."""
+    path = Path(text.strip()).expanduser()
+    card = abn.read_card(path)
+    mtime = path.stat().st_mtime
+    return ModelRef(f"{path.resolve()}@{mtime}", card, path.resolve(), mtime)
+
+
+def ref_from_upload(name: str, data: bytes) -> ModelRef:
+    """A reference to uploaded checkpoint bytes (loaded to read the card)."""
+    digest = "upload:" + hashlib.sha256(data).hexdigest()
+    model = _load_bytes(digest, data)
+    return ModelRef(digest, model.card, Path(name), 0.0, data)
+
+
+def _check(ref: ModelRef, accept: Accept, needs: str) -> ModelRef:
+    if not accept(ref.card):
+        raise CheckpointError(
+            f"{ref.filename} is a {ref.card.arch} '{ref.card.variant}' model "
+            f"({ref.card.task}); this page needs {needs}."
+        )
+    return ref
+
+
+def _custom_ref(key: str) -> ModelRef | None:
+    how = st.radio("Checkpoint from", ["Path", "Upload"], horizontal=True, key=f"{key}_how")
+    if how == "Path":
+        text = st.text_input("Path to a .safetensors checkpoint", key=f"{key}_path")
+        return ref_from_path(text) if text.strip() else None
+    upload = st.file_uploader("Upload a .safetensors checkpoint", key=f"{key}_upload")
+    return ref_from_upload(upload.name, upload.getvalue()) if upload else None
+
+
+def model_picker(
+    label: str, accept: Accept, needs: str, key: str, prefer: Accept | None = None
+) -> ModelRef | None:
+    """Choose a shipped model that ``accept``s, or the user's own checkpoint (path or upload).
+
+    A user checkpoint that does not fit raises :class:`CheckpointError` saying what ``needs``.
+    """
+    refs = [r for r in discover()[0] if accept(r.card)]
+    if prefer:
+        refs.sort(key=lambda r: not prefer(r.card))
+    options = [r.label for r in refs] + [CUSTOM]
+    choice = st.selectbox(label, options, key=key)
+    if choice != CUSTOM:
+        return refs[options.index(choice)]
+    ref = _custom_ref(key)
+    return _check(ref, accept, needs) if ref else None
+
+
+def companion_picker(
+    label: str, main: ModelRef | None, variants: tuple[str, ...], key: str
+) -> ModelRef | None:
+    """A second model (e.g. the plain baseline) matching ``main``'s dataset, or none."""
+    refs = [r for r in discover()[0] if r.card.variant in variants]
+    if main is not None:
+        same = [r for r in refs if r.card.dataset == main.card.dataset]
+        refs = sorted(same, key=lambda r: r.card.arch != main.card.arch)
+    options = [r.label for r in refs] + ["(none)"]
+    choice = st.selectbox(label, options, key=key)
+    return None if choice == "(none)" else refs[options.index(choice)]

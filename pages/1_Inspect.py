@@ -1,0 +1,74 @@
+"""Inspect: both branches' top-k predictions and the attention map of one or more images."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import compute, layout, views
+from app.errors import error_boundary
+from app.images import Picked, image_picker
+from app.models import ModelRef, is_abn, is_multiclass, load, model_picker
+
+layout.setup(
+    "Inspect",
+    "Upload images or pick them from the gallery: see what both branches predict and where "
+    "the attention map looks.",
+    ":material/image_search:",
+)
+
+
+def show_image(ref: ModelRef, picked: Picked, k: int, alpha: float, cmap: str, i: int) -> None:
+    """One image: overlay, raw map, both branches' top-k, downloads."""
+    model = load(ref)
+    method = compute.default_method(model)
+    result = compute.explanation(ref, picked, method)
+    pred = compute.predict(ref, picked)
+    view = compute.prepare(ref, picked).view
+    names = ref.card.class_names or [str(c) for c in range(ref.card.num_classes)]
+    over = views.overlay_image(view, result.maps[0], alpha, cmap)
+    with st.container(border=True):
+        truth = f" · true class: **{picked.label}**" if picked.label else ""
+        st.subheader(picked.name, anchor=False)
+        what = "ABN attention map M(x)" if method == "abn" else f"{method} (no attention branch)"
+        st.caption(
+            f"{what} · predicted **{result.name_of(int(result.predicted[0]))}**{truth} · "
+            f"model input {view.shape[1]}×{view.shape[0]} px"
+        )
+        c1, c2, c3 = st.columns([1, 1, 1.1], gap="medium")
+        with c1:
+            st.image(over, caption="Map over the image", width="stretch")
+            views.download_buttons(views.stem_of(picked.name), over, result.raw[0], f"dl{i}")
+        with c2:
+            st.plotly_chart(
+                views.map_figure(result.raw[0], cmap, "Raw map", height=300),
+                key=f"raw{i}",
+                width="stretch",
+            )
+            lo, hi = float(result.raw[0].min()), float(result.raw[0].max())
+            st.caption(f"{result.raw.shape[-2]}×{result.raw.shape[-1]} cells, {lo:.3f}…{hi:.3f}")
+        with c3:
+            views.show_topk("Perception branch (final prediction)", pred.perception, names, k)
+            views.show_topk("Attention branch", pred.attention, names, k)
+
+
+with st.sidebar:
+    ref = None
+    with error_boundary("Choosing the model"):
+        ref = model_picker(
+            "Model", is_multiclass, "a single-label classifier", key="inspect_model", prefer=is_abn
+        )
+    k = st.slider("Top-k", 1, 10, 5, key="inspect_k")
+alpha, cmap = views.overlay_controls("inspect")
+
+if ref is None:
+    st.info("Choose a model in the sidebar (or load your own checkpoint) to start.")
+    st.stop()
+
+pictures: list[Picked] = []
+with error_boundary("Choosing images"):
+    pictures = image_picker(ref.card, "inspect", multiple=True)
+if not pictures:
+    st.info("Upload one or more images, or choose from the gallery.")
+for i, picked in enumerate(pictures):
+    with error_boundary(f"Explaining {picked.name}"):
+        show_image(ref, picked, k, alpha, cmap, i)

@@ -1,0 +1,122 @@
+"""Compare: one image, many explanation methods, a shared colour scale and their agreement."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from abn.agreement import agreement_matrix
+from app import compute, layout, views
+from app.errors import error_boundary
+from app.images import Picked, image_picker
+from app.models import companion_picker, is_abn, model_picker
+
+layout.setup(
+    "Compare",
+    "One image, many explanations: ABN's attention and class map, CAM, and the Grad-CAM family "
+    "on the plain baseline and on the ABN model — with the time each took and how much they agree.",
+    ":material/compare:",
+)
+COLUMNS = 4
+
+
+def show_grid(cells, results, picked: Picked, alpha: float, cmap: str) -> None:
+    """Overlays in a grid; each with its model's prediction and the method's time."""
+    for row in range(0, len(cells), COLUMNS):
+        cols = st.columns(COLUMNS, gap="small")
+        for col, cell in zip(cols, cells[row : row + COLUMNS], strict=False):
+            result = results[cell.label]
+            view = compute.prepare(cell.ref, picked).view
+            pred = int(result.predicted[0])
+            p = float(result.probabilities[0, pred])
+            with col, st.container(border=True):
+                st.markdown(f"**{cell.label}**")
+                st.image(views.overlay_image(view, result.maps[0], alpha, cmap), width="stretch")
+                st.caption(
+                    f"predicts **{result.name_of(pred)}** ({p:.1%}) · "
+                    f"target {result.name_of(int(result.targets[0]))} · "
+                    f"{1000 * result.seconds:.0f} ms"
+                )
+
+
+def agreement_tables(results: dict, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    maps = {label: r.maps[0].numpy() for label, r in results.items()}
+    names, rho = agreement_matrix(maps, "spearman")
+    _, iou = agreement_matrix(maps, "iou", fraction)
+    return pd.DataFrame(rho, names, names), pd.DataFrame(iou, names, names)
+
+
+def show_agreement(results: dict) -> None:
+    st.header("Agreement between the maps")
+    st.caption(
+        "Spearman rank correlation of all pixels, and overlap (IoU) of each map's top 20% pixels. "
+        "1 means identical rankings / regions."
+    )
+    rho, iou = agreement_tables(results, 0.2)
+    left, right = st.columns(2, gap="large")
+    for col, frame, title in ((left, rho, "Spearman ρ"), (right, iou, "IoU of top 20%")):
+        with col:
+            st.markdown(f"**{title}**")
+            st.dataframe(
+                frame.style.format("{:.2f}").background_gradient(cmap="Blues", vmin=0, vmax=1),
+                width="stretch",
+            )
+            st.download_button(
+                f"{title} (CSV)",
+                frame.to_csv().encode(),
+                f"agreement_{'spearman' if 'ρ' in title else 'iou'}.csv",
+                "text/csv",
+                icon=":material/download:",
+            )
+
+
+with st.sidebar:
+    abn_ref = plain_ref = cam_ref = None
+    with error_boundary("Choosing the models"):
+        abn_ref = model_picker("ABN model", is_abn, "an ABN model (variant 'abn')", "cmp_abn")
+        plain_ref = companion_picker("Plain baseline", abn_ref, ("plain",), "cmp_plain")
+        cam_ref = companion_picker("CAM model", abn_ref, ("cam",), "cmp_cam")
+    family = st.multiselect(
+        "Gradient/score methods",
+        compute.family_methods(),
+        default=[m for m in compute.DEFAULT_FAMILY if m in compute.family_methods()],
+        format_func=lambda m: compute.PRETTY.get(m, m),
+        key="cmp_family",
+    )
+alpha, cmap = views.overlay_controls("cmp")
+
+if abn_ref is None:
+    st.info("Choose an ABN model in the sidebar (or load your own checkpoint) to start.")
+    st.stop()
+
+pictures: list[Picked] = []
+top = st.columns([2, 1], gap="large")
+with top[0], error_boundary("Choosing the image"):
+    pictures = image_picker(abn_ref.card, "cmp")
+if not pictures:
+    st.info("Upload an image or choose one from the gallery.")
+    st.stop()
+picked = pictures[0]
+names = abn_ref.card.class_names or [str(c) for c in range(abn_ref.card.num_classes)]
+with top[1]:
+    choice = st.selectbox("Target class", ["predicted class (per model)", *names], key="cmp_target")
+target = None if choice not in names else names.index(choice)
+
+with error_boundary("Computing the maps"):
+    cells = compute.comparison_cells(abn_ref, plain_ref, cam_ref, family)
+    results = {}
+    bar = st.progress(0.0, "Computing maps…")
+    for i, cell in enumerate(cells):
+        bar.progress(i / len(cells), f"Computing {cell.label}…")
+        results[cell.label] = compute.explanation(cell.ref, picked, cell.method, target)
+    bar.empty()
+    st.header(picked.name)
+    st.plotly_chart(
+        views.colorbar_figure(cmap),
+        key="cmp_colorbar",
+        width="stretch",
+        config={"staticPlot": True},
+    )
+    show_grid(cells, results, picked, alpha, cmap)
+    show_agreement(results)
+    st.caption(f"All maps are normalised to [0, 1] and share one colour scale ({cmap}).")

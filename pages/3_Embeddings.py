@@ -1,0 +1,100 @@
+"""Embeddings: t-SNE of perception-branch features before and after attention (Fig. 6)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from abn.data import dataset_info, dataset_location
+from abn.embeddings import cache_path, compute_embedding
+from app import compute, embedview, layout, views
+from app.config import data_root
+from app.errors import DATA_HINT, error_boundary
+from app.images import eval_split
+from app.models import companion_picker, is_abn, load, model_picker
+
+layout.setup(
+    "Embeddings",
+    "t-SNE of globally pooled perception-branch features on a dataset split, as in Fig. 6 of the "
+    "paper: the plain baseline's g(x), and ABN's g(x) before and g'(x) after the attention map. "
+    "Select points (box or lasso) to see those images with their attention maps.",
+    ":material/scatter_plot:",
+)
+
+with st.sidebar:
+    abn_ref = plain_ref = None
+    with error_boundary("Choosing the models"):
+        abn_ref = model_picker("ABN model", is_abn, "an ABN model (variant 'abn')", "emb_abn")
+        plain_ref = companion_picker("Plain baseline", abn_ref, ("plain",), "emb_plain")
+
+if abn_ref is None:
+    st.info("Choose an ABN model in the sidebar (or load your own checkpoint) to start.")
+    st.stop()
+
+card = abn_ref.card
+root = data_root()
+if not card.dataset or not dataset_location(card.dataset, root).is_dir():
+    st.warning(
+        f"**No dataset here.** This model was trained on `{card.dataset or 'an unnamed dataset'}`"
+        f", which was not found under `{root}`.\n\n{DATA_HINT}",
+        icon=":material/dataset:",
+    )
+    st.stop()
+
+with st.sidebar:
+    splits = list(dataset_info(card.dataset).splits)
+    split = st.selectbox("Split", splits, index=splits.index(eval_split(card)), key="emb_split")
+    n = st.slider("Points", 50, 3000, 500, 50, key="emb_n", help="Images sampled, class-balanced")
+    colour = st.radio("Colour by", embedview.COLOUR_BY, key="emb_colour")
+
+refs = {"Baseline": plain_ref, "ABN": abn_ref} if plain_ref else {"ABN": abn_ref}
+with error_boundary("Computing the embeddings"):
+    keys = {name: compute.weights_key(ref) for name, ref in refs.items()}
+    cached = all(cache_path(k, card.dataset, split, n, root).is_file() for k in keys.values())
+    if not cached and not st.button("Compute t-SNE", type="primary", icon=":material/play_arrow:"):
+        st.info(
+            f"t-SNE of {n} images of `{card.dataset}/{split}` for {len(refs)} model(s) is not "
+            "cached yet: it takes a little while once, then loads instantly from "
+            f"`{root / '.cache' / 'embeddings'}`."
+        )
+        st.stop()
+    embeddings = {}
+    bar = st.progress(0.0, "Starting…")
+    for i, (name, ref) in enumerate(refs.items()):
+
+        def progress(f: float, msg: str, i: int = i, name: str = name) -> None:
+            bar.progress(min(1.0, (i + f) / len(refs)), f"{name}: {msg}")
+
+        embeddings[name] = compute_embedding(
+            load(ref), keys[name], split=split, n=n, root=root, progress=progress
+        )
+    bar.empty()
+
+    panels = embedview.panels(embeddings)
+    selected: set[int] = set()
+    cols = st.columns(len(panels), gap="medium")
+    for col, panel in zip(cols, panels, strict=True):
+        with col:
+            st.markdown(f"**{panel.title}**")
+            event = st.plotly_chart(
+                embedview.scatter(panel, colour),
+                key=f"tsne_{panel.key}",
+                on_select="rerun",
+                selection_mode=("box", "lasso"),
+                width="stretch",
+            )
+            selected |= embedview.selected_indices(event)
+            st.caption(embedview.summary(panel.embedding))
+    st.caption(
+        "From the disk cache." if all(e.from_cache for e in embeddings.values()) else "Computed."
+    )
+
+    st.header("Selected images")
+    if not selected:
+        st.caption("Drag a box or lasso over points in any plot to see those images here.")
+    else:
+        chosen = sorted(selected)[: embedview.MAX_SELECTED]
+        abn_emb = embeddings["ABN"]
+        views_, result = compute.dataset_maps(abn_ref, split, chosen, str(root))
+        alpha, cmap = views.overlay_controls("emb")
+        st.caption(f"{len(selected)} selected; showing {len(chosen)} with ABN's attention map.")
+        embedview.show_selection(abn_emb, chosen, views_, result, alpha, cmap)

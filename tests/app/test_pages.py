@@ -1,0 +1,321 @@
+"""Every dashboard page under ``streamlit.testing.v1.AppTest``, on tiny untrained checkpoints.
+
+Each test checks what a user would see: the page renders without exception elements, uploads
+and widgets change the output, and bad inputs become readable error messages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import abn
+from abn.data.registry import CELEBA_ATTRIBUTES, CIFAR10_CLASSES
+
+from .conftest import REPO, make_checkpoint, png
+
+TIMEOUT = 120
+
+
+def run_page(name: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / name), default_timeout=TIMEOUT)
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    """No exception elements and no error messages on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def errors(at: AppTest) -> str:
+    return "\n".join(e.value for e in at.error)
+
+
+def upload(at: AppTest, key: str, files) -> AppTest:
+    at.radio(key=f"{key}_source").set_value("Upload").run()
+    at.file_uploader(key=f"{key}_files").set_value(files).run()
+    return at
+
+
+# ----------------------------------------------------------------------------- Home
+
+
+def test_home_lists_models_and_links_pages(app_env):
+    at = run_page("Home.py")
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert len(table) == 5
+    assert set(table["dataset"]) == {"cifar10", "celeba-hq"}
+    assert set(table["classes"]) == {10, 40}
+    assert "airplane" in table["class names"].iloc[0]
+    links = [e for e in at.main if type(e).__name__ == "PageLink"]
+    assert len(links) == 4
+
+
+def test_home_reports_unreadable_checkpoint(app_env, tmp_path, monkeypatch):
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    make_checkpoint(folder, "abn")
+    (folder / "broken.safetensors").write_bytes(b"not a checkpoint at all")
+    monkeypatch.setenv("ABN_ASSETS_DIR", str(folder))
+    at = run_page("Home.py")
+    assert not at.exception
+    assert len(at.dataframe[0].value) == 1
+    assert any("broken.safetensors" in w.value for w in at.warning)
+
+
+def test_home_without_models_says_so(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("ABN_ASSETS_DIR", str(tmp_path))
+    at = run_page("Home.py")
+    assert not at.exception
+    assert any("No models found" in i.value for i in at.info)
+
+
+# ----------------------------------------------------------------------------- Inspect
+
+
+def test_inspect_gallery_shows_predictions_and_maps(app_env):
+    at = run_page("pages/1_Inspect.py")
+    assert_clean(at)
+    assert at.caption.values and any("Gallery: sample photos" in c for c in at.caption.values)
+    assert [s.value for s in at.subheader] == ["astronaut"]
+    perception, attention = at.dataframe[0].value, at.dataframe[1].value
+    assert len(perception) == 5 and set(perception["class"]) <= set(CIFAR10_CLASSES)
+    assert perception["probability"].is_monotonic_decreasing
+    assert len(attention) == 5
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Overlay (PNG)", "Map (NPY)"]
+
+
+def test_inspect_widgets_change_the_output(app_env):
+    at = run_page("pages/1_Inspect.py")
+    before = at.image[0].value
+    at.slider(key="inspect_alpha").set_value(0.9).run()
+    assert at.image[0].value != before
+    after_alpha = at.image[0].value
+    at.selectbox(key="inspect_cmap").set_value("viridis").run()
+    assert at.image[0].value != after_alpha
+    at.slider(key="inspect_k").set_value(3).run()
+    assert len(at.dataframe[0].value) == 3
+    at.multiselect(key="inspect_gallery").set_value(["coffee", "rocket"]).run()
+    assert_clean(at)
+    assert [s.value for s in at.subheader] == ["coffee", "rocket"]
+
+
+def test_inspect_uploads_several_formats(app_env):
+    files = [
+        ("red.png", png(), "image/png"),
+        ("green.jpg", png((20, 200, 20), fmt="JPEG"), "image/jpeg"),
+        ("blue.webp", png((20, 20, 200), fmt="WEBP"), "image/webp"),
+        ("grey.bmp", png((90, 90, 90), fmt="BMP"), "image/bmp"),
+    ]
+    at = upload(run_page("pages/1_Inspect.py"), "inspect", files)
+    assert_clean(at)
+    assert [s.value for s in at.subheader] == [f[0] for f in files]
+    assert len(at.dataframe) == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.png", b"just some text, renamed to .png\n" * 4, "text file"),
+        ("cut.png", png()[:60], "truncated"),
+        ("noise.jpg", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, "image"),
+        ("empty.jpg", b"", "empty file"),
+    ],
+    ids=["text-renamed-png", "truncated-png", "corrupt-jpeg", "empty"],
+)
+def test_inspect_bad_upload_is_a_readable_error(app_env, name, data, message):
+    files = [(name, data, "image/png"), ("good.png", png(), "image/png")]
+    at = upload(run_page("pages/1_Inspect.py"), "inspect", files)
+    assert not at.exception
+    text = errors(at)
+    assert "Cannot read this image" in text and name in text and message in text
+    assert [s.value for s in at.subheader] == ["good.png"]  # the good file is still shown
+
+
+def choose_custom(at: AppTest, key: str) -> AppTest:
+    from app.models import CUSTOM
+
+    return at.selectbox(key=key).set_value(CUSTOM).run()
+
+
+def test_inspect_wrong_checkpoint_by_path(app_env, tmp_path):
+    at = choose_custom(run_page("pages/1_Inspect.py"), "inspect_model")
+    at.text_input(key="inspect_model_path").set_value(
+        str(app_env / "resnet20_abn_multitask_celeba-hq.safetensors")
+    ).run()
+    assert not at.exception
+    assert "this page needs a single-label classifier" in errors(at)
+    bogus = tmp_path / "model.safetensors"
+    bogus.write_text("definitely not safetensors")
+    at.text_input(key="inspect_model_path").set_value(str(bogus)).run()
+    assert "Checkpoint problem" in errors(at) and "model.safetensors" in errors(at)
+    at.text_input(key="inspect_model_path").set_value(str(tmp_path / "missing.safetensors")).run()
+    assert "not found" in errors(at)
+
+
+def test_inspect_accepts_uploaded_checkpoint(app_env, tmp_path):
+    path = make_checkpoint(tmp_path, "plain", class_names=[f"c{i}" for i in range(10)])
+    at = choose_custom(run_page("pages/1_Inspect.py"), "inspect_model")
+    at.radio(key="inspect_model_how").set_value("Upload").run()
+    at.file_uploader(key="inspect_model_upload").set_value(
+        ("mine.safetensors", path.read_bytes(), "application/octet-stream")
+    ).run()
+    assert_clean(at)
+    assert set(at.dataframe[0].value["class"]) <= {f"c{i}" for i in range(10)}
+    assert any("gradcam (no attention branch)" in c for c in at.caption.values)
+
+
+def test_inspect_rejects_tampered_upload(app_env):
+    data = bytearray((app_env / "resnet20_abn_cifar10.safetensors").read_bytes())
+    data[-10] ^= 0xFF  # flip bits in the last tensor
+    at = choose_custom(run_page("pages/1_Inspect.py"), "inspect_model")
+    at.radio(key="inspect_model_how").set_value("Upload").run()
+    at.file_uploader(key="inspect_model_upload").set_value(
+        ("evil.safetensors", bytes(data), "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert "checksum" in errors(at)
+
+
+# ----------------------------------------------------------------------------- Compare
+
+
+def test_compare_grid_timing_and_agreement(app_env):
+    at = run_page("pages/2_Compare.py")
+    assert_clean(at)
+    titles = [m.value.strip("*") for m in at.markdown if m.value.startswith("**")]
+    for label in ("ABN attention", "ABN class map", "CAM (CAM model)", "Grad-CAM · baseline",
+                  "Grad-CAM · ABN", "Grad-CAM++ · ABN", "Score-CAM · baseline"):  # fmt: skip
+        assert label in titles
+    grid = [c for c in at.caption.values if c.startswith("predicts")]
+    assert len(grid) == 9 and all(" ms" in c for c in grid)
+    rho = at.dataframe[0].value
+    assert rho.shape == (9, 9)
+    assert (rho.values.diagonal() == 1).all()
+
+
+def test_compare_target_and_methods_are_selectable(app_env):
+    at = run_page("pages/2_Compare.py")
+    at.selectbox(key="cmp_target").set_value("ship").run()
+    assert_clean(at)
+    grid = [c for c in at.caption.values if c.startswith("predicts")]
+    assert grid and all("target ship" in c for c in grid)
+    at.multiselect(key="cmp_family").set_value(["gradcam"]).run()
+    assert len([c for c in at.caption.values if c.startswith("predicts")]) == 5
+    at.selectbox(key="cmp_plain").set_value("(none)").run()
+    at.selectbox(key="cmp_cam").set_value("(none)").run()
+    assert len([c for c in at.caption.values if c.startswith("predicts")]) == 3
+
+
+def test_compare_upload_and_bad_upload(app_env):
+    at = upload(run_page("pages/2_Compare.py"), "cmp", ("photo.jpg", png(fmt="JPEG"), "image/jpeg"))
+    assert_clean(at)
+    assert any(h.value == "photo.jpg" for h in at.header)
+    at = upload(
+        run_page("pages/2_Compare.py"), "cmp", ("photo.png", b"<html>nope</html>", "image/png")
+    )
+    assert not at.exception
+    assert "HTML" in errors(at)
+
+
+# ----------------------------------------------------------------------------- Embeddings
+
+
+def test_embeddings_without_dataset_explains_how_to_get_one(app_env):
+    at = run_page("pages/3_Embeddings.py")
+    assert not at.exception
+    text = "\n".join(w.value for w in at.warning)
+    assert "No dataset here" in text and "python -m abn data prepare" in text
+
+
+def test_embeddings_compute_then_cached(app_env, tiny_cifar):
+    at = run_page("pages/3_Embeddings.py")
+    at.slider(key="emb_n").set_value(50).run()
+    assert_clean(at)
+    assert any("not cached yet" in i.value for i in at.info)
+    at.button[0].click().run()
+    assert_clean(at)
+    charts = [e for e in at.main if (e.key or "").startswith("tsne_")]
+    assert len(charts) == 3  # baseline g(x), ABN g(x), ABN g'(x)
+    assert "Computed." in at.caption.values
+    assert len(list((tiny_cifar / ".cache" / "embeddings").glob("*.npz"))) == 2
+
+    again = run_page("pages/3_Embeddings.py")
+    again.slider(key="emb_n").set_value(50).run()
+    assert_clean(again)
+    assert "From the disk cache." in again.caption.values
+    again.radio(key="emb_colour").set_value("correctness").run()
+    assert_clean(again)
+
+
+def test_embeddings_selection_shows_images_with_maps(app_env, tiny_cifar):
+    at = run_page("pages/3_Embeddings.py")
+    at.slider(key="emb_n").set_value(50).run()
+    at.button[0].click().run()
+    at.session_state["tsne_abn_ga"] = {
+        "selection": {"points": [{"customdata": [0]}, {"customdata": [5]}], "box": [], "lasso": []}
+    }
+    at.run()
+    assert not at.exception
+    captions = [c for img in at.image for c in img.captions if c.startswith("#")]
+    assert captions == [c for c in captions if "→" in c] and len(captions) == 2
+
+
+# ----------------------------------------------------------------------------- Face attributes
+
+
+def test_faces_grid_filter_and_enlarge(app_env):
+    at = run_page("pages/4_Face_attributes.py")
+    assert_clean(at)
+    assert at.header[0].value == "Attention maps (40 of 40 attributes)"
+    grid = [c for img in at.image for c in img.captions if " · " in c]
+    assert len(grid) == 40
+    assert {c.split(" · ")[0] for c in grid} == set(CELEBA_ATTRIBUTES)
+    at.text_input(key="face_query").set_value("hair").run()
+    assert_clean(at)
+    hair = [a for a in CELEBA_ATTRIBUTES if "hair" in a.lower()]
+    assert at.header[0].value == f"Attention maps ({len(hair)} of 40 attributes)"
+    at.multiselect(key="face_enlarge").set_value(["Smiling"]).run()
+    assert_clean(at)
+    assert [s.value for s in at.subheader] == ["Smiling"]
+    assert any(c.startswith("Baseline Grad-CAM") for c in at.caption.values)
+
+
+def test_faces_sorting_by_score(app_env):
+    at = run_page("pages/4_Face_attributes.py")
+    scores = at.dataframe[0].value["P(present)"]
+    assert scores.is_monotonic_decreasing
+    at.radio(key="face_sort").set_value("name").run()
+    assert list(at.dataframe[0].value["attribute"]) == sorted(CELEBA_ATTRIBUTES)
+
+
+def test_faces_without_multitask_model(app_env, tmp_path, monkeypatch):
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    make_checkpoint(folder, "abn")
+    monkeypatch.setenv("ABN_ASSETS_DIR", str(folder))
+    at = run_page("pages/4_Face_attributes.py")
+    assert not at.exception
+    assert any("No multi-task ABN model" in w.value for w in at.warning)
+
+
+def test_faces_upload_bad_checkpoint_kind(app_env):
+    at = choose_custom(run_page("pages/4_Face_attributes.py"), "face_abn")
+    at.text_input(key="face_abn_path").set_value(
+        str(app_env / "resnet20_abn_cifar10.safetensors")
+    ).run()
+    assert not at.exception
+    assert "multi-task ABN" in errors(at)
+
+
+def test_models_are_loaded_once(app_env):
+    from app import models
+
+    ref = models.discover(Path(app_env))[0][0]
+    assert models.load(ref) is models.load(ref)
+    assert isinstance(models.load(ref).card, abn.ModelCard)
