@@ -1,0 +1,211 @@
+"""``python -m abn explain``: overlays (PNG), raw maps (NPY) and a CSV of predictions.
+
+``abn/cli.py`` calls :func:`add_explain_parser`; ``python -m abn.explain.cli`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from .base import TargetSpec, list_methods
+from .engine import explain_many
+from .preprocess import preprocess_for
+from .render import COLORMAPS, overlay, save_map_npy
+
+try:  # the project's safe reader; a plain PIL fallback keeps this module importable alone
+    from abn.data.images import ImageReadError, is_image_file, read_image
+except ImportError:  # pragma: no cover - only while abn.data is being written
+    ImageReadError = ValueError  # type: ignore[assignment,misc]
+
+    def is_image_file(path: str | os.PathLike[str]) -> bool:
+        name = os.path.basename(os.fspath(path))
+        return not name.startswith(".") and name.lower().endswith(
+            (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+        )
+
+    def read_image(source, *, max_pixels=None, name=None) -> Image.Image:
+        try:
+            with Image.open(source) as img:
+                return img.convert("RGB")
+        except Exception as exc:
+            raise ImageReadError(f"{name or source}: cannot read image ({exc})") from None
+
+
+CSV_FIELDS = (
+    "file",
+    "method",
+    "predicted",
+    "predicted_name",
+    "probability",
+    "target",
+    "target_name",
+    "target_probability",
+    "score",
+    "seconds",
+)
+
+
+def add_explain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``explain`` sub-command (``args.func(args)`` runs it, returns exit code)."""
+    p = subparsers.add_parser(
+        "explain",
+        help="explain images with ABN / CAM / Grad-CAM maps",
+        description="Write overlays (PNG), raw maps (NPY) and predictions.csv for images.",
+    )
+    p.add_argument("--model", required=True, help="checkpoint (.safetensors) from abn.save")
+    p.add_argument("--images", required=True, nargs="+", help="image files and/or folders")
+    p.add_argument(
+        "--methods",
+        default="abn",
+        help=f"comma-separated methods ({', '.join(list_methods())})",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--target", default=None, help="class index or name (default: the predicted class)"
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--target-layer", default=None, help="Grad-CAM layer (dotted name)")
+    p.add_argument("--colormap", default="jet", choices=COLORMAPS)
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.set_defaults(func=run_explain)
+    return p
+
+
+def parse_target(text: str | None) -> TargetSpec:
+    """``None``/``pred`` → predicted class; digits → index; anything else → a name."""
+    if text is None or text.lower() in ("", "pred", "predicted"):
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def collect_images(sources: Sequence[str]) -> list[Path]:
+    """Files as given, folders expanded (recursively, sorted) to their image files."""
+    files: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p)))
+        else:
+            files.append(path)
+    return files
+
+
+def _load_model(path: str, device: str):
+    from abn.checkpoint import load
+
+    return load(path, map_location=device)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Run the sub-command; 0 when every image was explained, 1 if any failed, 2 on bad usage."""
+    try:
+        model = _load_model(args.model, args.device)
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"error: cannot load model: {exc}", file=sys.stderr)
+        return 2
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    usable = list_methods(model)
+    bad = [m for m in methods if m not in usable]
+    if bad or not methods:
+        print(
+            f"error: method(s) {', '.join(bad) or '(none)'} cannot explain "
+            f"{model.spec.name}/{model.spec.variant}; choose from {', '.join(usable)}",
+            file=sys.stderr,
+        )
+        return 2
+    out = Path(args.out)
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    (out / "maps").mkdir(parents=True, exist_ok=True)
+    target = parse_target(args.target)
+    failures = 0
+    rows: list[dict] = []
+    stems: set[str] = set()
+    for batch in _batches(collect_images(args.images), max(1, args.batch_size)):
+        good = []
+        for path in batch:
+            try:
+                good.append((path, read_image(path)))
+            except (ImageReadError, OSError) as exc:
+                failures += 1
+                print(f"error: {exc}", file=sys.stderr)
+        if not good:
+            continue
+        try:
+            results = explain_many(
+                model,
+                preprocess_for(model, [img for _, img in good]),
+                methods,
+                target,
+                target_layer=args.target_layer,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for i, (path, img) in enumerate(good):
+            stem = _unique(path.stem, stems)
+            for method, res in results.items():
+                rows.append(_write(out, stem, path, img, method, res, i, args))
+    with open(out / "predictions.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    done = len({r["file"] for r in rows})
+    print(f"explained {done} image(s) with {', '.join(methods)} → {out}", file=sys.stderr)
+    if failures:
+        print(f"{failures} image(s) could not be read", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _write(out: Path, stem: str, path: Path, img: Image.Image, method, res, i, args) -> dict:
+    safe = method.replace("+", "p")
+    overlay(img, res.maps[i], colormap=args.colormap, alpha=args.alpha).save(
+        out / "overlays" / f"{stem}_{safe}.png"
+    )
+    save_map_npy(res.raw[i], out / "maps" / f"{stem}_{safe}.npy")
+    pred, tgt = int(res.predicted[i]), int(res.targets[i])
+    return {
+        "file": str(path),
+        "method": method,
+        "predicted": pred,
+        "predicted_name": res.name_of(pred),
+        "probability": f"{float(res.probabilities[i, pred]):.6f}",
+        "target": tgt,
+        "target_name": res.name_of(tgt),
+        "target_probability": f"{float(res.probabilities[i, tgt]):.6f}",
+        "score": f"{float(res.scores[i]):.6f}",
+        "seconds": f"{res.seconds / len(res):.6f}",
+    }
+
+
+def _unique(stem: str, seen: set[str]) -> str:
+    name, n = stem, 1
+    while name in seen:
+        n += 1
+        name = f"{stem}-{n}"
+    seen.add(name)
+    return name
+
+
+def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m abn.explain.cli explain ...``."""
+    parser = argparse.ArgumentParser(prog="abn")
+    add_explain_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

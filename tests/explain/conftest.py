@@ -1,0 +1,39 @@
+"""Tiny models and inputs for the explanation tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import abn
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_one_thread():
+    """Tiny tensors: one intra-op thread avoids thread-pool wake-ups on a busy machine."""
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(name: str = "resnet20", variant: str = "abn", num_classes: int = 4, **kw):
+    """An eval-mode model with random weights and non-trivial BatchNorm statistics."""
+    model = abn.create(name, variant, num_classes=num_classes, **kw)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture
+def images():
+    return torch.randn(3, 3, 16, 16)
+
+
+@pytest.fixture
+def make_model():
+    """The :func:`tiny` model factory."""
+    return tiny

@@ -1,0 +1,74 @@
+"""``abn explain`` through a tiny argparse harness."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+import numpy as np
+from PIL import Image
+
+import abn
+from abn.card import ModelCard
+from abn.explain.cli import add_explain_parser
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="abn")
+    add_explain_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def _checkpoint(tmp_path, make_model):
+    model = make_model("resnet20", "abn", num_classes=3)
+    card = ModelCard(
+        arch="resnet20",
+        variant="abn",
+        num_classes=3,
+        class_names=["cat", "dog", "bird"],
+        input_size=(16, 16),
+    )
+    return abn.save(model, tmp_path / "model.safetensors", card)
+
+
+def test_cli_writes_outputs_and_reports_bad_images(tmp_path, make_model, capsys):
+    ckpt = _checkpoint(tmp_path, make_model)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    out = tmp_path / "out"
+    code = _main(
+        ["explain", "--model", str(ckpt), "--images", str(folder), "--methods", "abn,gradcam",
+         "--out", str(out), "--target", "dog", "--batch-size", "2"]
+    )  # fmt: skip
+    assert code == 1  # one image failed, the others were still explained
+    assert "broken.png" in capsys.readouterr().err
+    for stem in ("a", "b"):
+        for method in ("abn", "gradcam"):
+            overlay = Image.open(out / "overlays" / f"{stem}_{method}.png")
+            assert overlay.size == (24, 20)  # drawn on the original image
+            raw = np.load(out / "maps" / f"{stem}_{method}.npy")
+            assert raw.ndim == 2
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    assert {r["method"] for r in rows} == {"abn", "gradcam"}
+    assert all(r["target_name"] == "dog" and r["target"] == "1" for r in rows)
+    assert all(r["predicted_name"] in ("cat", "dog", "bird") for r in rows)
+    assert all(0 <= float(r["probability"]) <= 1 for r in rows)
+
+
+def test_cli_rejects_unusable_method(tmp_path, make_model, capsys):
+    ckpt = _checkpoint(tmp_path, make_model)
+    img = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(img)
+    code = _main(["explain", "--model", str(ckpt), "--images", str(img), "--methods", "cam",
+                  "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2 and "cam" in capsys.readouterr().err
+    code = _main(["explain", "--model", str(tmp_path / "missing.safetensors"), "--images",
+                  str(img), "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2

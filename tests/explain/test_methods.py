@@ -1,0 +1,187 @@
+"""Every method × model family: shapes, ranges, and agreement with hand computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from abn.explain import explain, explain_many, get_explainer, get_method, list_methods
+
+FAST = [m for m in list_methods() if m not in ("scorecam", "ablationcam")]
+FAMILIES = [
+    ("resnet20", {}, 16),
+    ("resnet18", {"stem": "small"}, 16),
+    ("densenet_bc100_12", {"growth_rate": 2}, 16),
+    ("wrn28_4", {"widen_factor": 1}, 16),
+    ("vgg16_bn", {"hidden": 16}, 64),
+]
+
+
+@pytest.mark.parametrize("variant", ["abn", "plain", "cam"])
+@pytest.mark.parametrize(("name", "kw", "size"), FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_every_method_gives_maps_in_range(name, kw, size, variant, make_model):
+    model = make_model(name, variant, **kw)
+    x = torch.randn(2, 3, size, size)
+    methods = [m for m in FAST if m in list_methods(model)]
+    assert ("abn" in methods) == (variant == "abn")
+    assert ("cam" in methods) == (variant == "cam")
+    for method, res in explain_many(model, x, methods).items():
+        assert res.maps.shape == (2, size, size), method
+        assert res.raw.dim() == 3 and res.raw.shape[0] == 2, method
+        assert res.maps.min() >= 0 and res.maps.max() <= 1, method
+        assert torch.isfinite(res.maps).all(), method
+        assert res.probabilities.shape == (2, 4)
+        assert torch.equal(res.predicted, res.probabilities.argmax(1))
+        assert torch.equal(res.targets, res.predicted)  # target=None → predicted class
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_slow_methods_once(method, make_model):
+    model = make_model("resnet20", "plain")
+    res = explain(model, torch.randn(1, 3, 8, 8), method, target=2)
+    assert res.maps.shape == (1, 8, 8) and res.raw.shape == (1, 2, 2)
+    assert res.maps.min() >= 0 and res.maps.max() <= 1
+    assert res.targets.tolist() == [2]
+
+
+def test_abn_map_is_the_forward_pass_map(images, make_model):
+    model = make_model()
+    res = explain(model, images, "abn")
+    with torch.no_grad():
+        out = model(images)
+    assert torch.equal(res.raw, out.attention[:, 0])
+    up = F.interpolate(out.attention, size=(16, 16), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(res.maps, up.clamp(0, 1))
+    assert torch.equal(res.scores, out.logits.gather(1, res.targets[:, None])[:, 0])
+    torch.testing.assert_close(res.probabilities, out.logits.softmax(1))
+
+
+def test_abn_class_is_the_attention_branch_response(images, make_model):
+    model = make_model()
+    res = explain(model, images, "abn-class", target=[0, 1, 3])
+    with torch.no_grad():
+        maps = model(images).class_maps
+    assert torch.equal(res.raw, maps[[0, 1, 2], [0, 1, 3]])
+    raw = res.raw
+    low = (raw - raw.amin((1, 2), keepdim=True)) / (
+        raw.amax((1, 2), keepdim=True) - raw.amin((1, 2), keepdim=True)
+    )
+    up = F.interpolate(low[:, None], size=(16, 16), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(res.maps, up)
+
+
+def test_cam_equals_weighted_sum_by_hand(images, make_model):
+    model = make_model("resnet20", "cam")
+    res = explain(model, images, "cam", target=1)
+    with torch.no_grad():
+        feats = model.perception_branch.body(model.feature_extractor(images))
+    conv = model.perception_branch.head.conv
+    w, b = conv.weight[1, :, 0, 0], conv.bias[1]
+    by_hand = (w[None, :, None, None] * feats).sum(1) + b
+    torch.testing.assert_close(res.raw, by_hand, atol=1e-5, rtol=1e-5)
+    low = (by_hand - by_hand.amin((1, 2), keepdim=True)) / (
+        by_hand.amax((1, 2), keepdim=True) - by_hand.amin((1, 2), keepdim=True)
+    )
+    up = F.interpolate(low[:, None], size=(16, 16), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(res.maps, up, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["plain", "abn"])
+def test_gradcam_agrees_with_gradient_by_hand(images, variant, make_model):
+    model = make_model("resnet20", variant)
+    target = [0, 2, 3]
+    res = explain(model, images, "gradcam", target=target)
+    acts = {}
+    handle = model.perception_branch.body.register_forward_hook(
+        lambda m, i, o: acts.__setitem__("a", o)
+    )
+    try:
+        logits = model(images).logits
+    finally:
+        handle.remove()
+    score = logits[torch.arange(3), target].sum()
+    (grads,) = torch.autograd.grad(score, acts["a"])
+    weights = grads.mean((2, 3), keepdim=True)
+    cam = (weights * acts["a"]).sum(1).relu().detach()
+    cam = cam - cam.amin((1, 2), keepdim=True)
+    cam = cam / (cam.amax((1, 2), keepdim=True) + 1e-7)
+    torch.testing.assert_close(res.raw, cam, atol=1e-4, rtol=1e-4)
+    assert all(p.grad is None for p in model.parameters())  # shared model untouched
+
+
+def test_shared_pass_equals_separate_calls(images, make_model):
+    model = make_model()
+    methods = ["abn", "gradcam", "gradcam++", "layercam", "eigencam"]
+    together = explain_many(model, images, methods)
+    for method in methods:
+        alone = explain(model, images, method)
+        torch.testing.assert_close(together[method].maps, alone.maps)
+        torch.testing.assert_close(together[method].raw, alone.raw)
+
+
+def test_batch_size_chunks_give_the_same_maps(make_model):
+    model = make_model()
+    x = torch.randn(5, 3, 16, 16)
+    whole = explain(model, x, "gradcam", target=[0, 1, 2, 3, 0])
+    chunked = explain(model, x, "gradcam", target=[0, 1, 2, 3, 0], batch_size=2)
+    torch.testing.assert_close(whole.maps, chunked.maps)
+    assert chunked.targets.tolist() == [0, 1, 2, 3, 0]
+
+
+def test_target_layer_override_by_name_and_module(images, make_model):
+    model = make_model("resnet20", "plain")
+    by_name = explain(model, images, "gradcam", target_layer="feature_extractor.2")
+    by_module = explain(model, images, "gradcam", target_layer=model.feature_extractor[2])
+    default = explain(model, images, "gradcam")
+    assert by_name.raw.shape == (3, 8, 8) and default.raw.shape == (3, 4, 4)
+    torch.testing.assert_close(by_name.raw, by_module.raw)
+    with pytest.raises(ValueError, match="no layer"):
+        explain(model, images, "gradcam", target_layer="nope.layer")
+
+
+def test_multitask_target_by_name(make_model):
+    names = ["Smiling", "Eyeglasses", "Bangs"]
+    model = make_model("resnet20", "abn_multitask", num_classes=3)
+    model.card = type("Card", (), {"class_names": names})()
+    face = torch.randn(2, 3, 16, 16)
+    res = explain(model, face, method="abn", target="Smiling")
+    by_index = explain(model, face, method="abn", target=0)
+    with torch.no_grad():
+        out = model(face)
+    assert res.targets.tolist() == [0, 0]
+    assert torch.equal(res.raw, out.attention[:, 0]) and torch.equal(res.raw, by_index.raw)
+    torch.testing.assert_close(res.scores, out.logits[:, 0, 1])
+    grad = explain(model, face, "gradcam", target=["bangs", "Eyeglasses"])
+    assert grad.targets.tolist() == [2, 1] and grad.maps.shape == (2, 16, 16)
+    torch.testing.assert_close(grad.scores, out.logits[[0, 1], [2, 1], 1])
+    plain = make_model("resnet20", "plain_multitask", num_classes=3)
+    res = explain(plain, face, "gradcam", target="Eyeglasses", class_names=names)
+    with torch.no_grad():
+        torch.testing.assert_close(res.scores, plain(face).logits[:, 1])
+    with pytest.raises(ValueError, match="unknown class"):
+        explain(plain, face, "gradcam", target="Beard", class_names=names)
+
+
+def test_errors_are_clear(images, make_model):
+    model = make_model("resnet20", "plain")
+    with pytest.raises(ValueError, match="not an ABN"):
+        explain(model, images, "abn")
+    with pytest.raises(KeyError, match="unknown explanation method"):
+        explain(model, images, "gradcam-9000")
+    with pytest.raises(ValueError, match="out of range"):
+        explain(model, images, "gradcam", target=7)
+    with pytest.raises(ValueError, match="3 images"):
+        explain(model, images, "gradcam", target=[0, 1])
+    model.train()
+    with pytest.raises(RuntimeError, match="eval mode"):
+        explain(model, images, "gradcam")
+
+
+def test_object_api_and_aliases(images, make_model):
+    model = make_model()
+    assert get_method("Grad-CAM++") is get_method("gradcam++")
+    explainer = get_explainer("GradCAM", model)
+    assert explainer.layer_name == "perception_branch.body"
+    res = explainer(images[0], target=1)
+    assert res.maps.shape == (1, 16, 16) and res.method == "gradcam"
