@@ -1,0 +1,271 @@
+"""``python -m abn``: train, eval, models, card (+ data and explain when installed).
+
+Every sub-command's handler returns an exit code; user errors print one line and exit with
+2 (bad arguments or config) or 1 (the run itself failed), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from abn.checkpoint import CheckpointError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# common flag → config key
+TRAIN_FLAGS = {
+    "epochs": int,
+    "lr": float,
+    "batch_size": int,
+    "model": str,
+    "variant": str,
+    "data": str,
+    "data_root": str,
+    "out": str,
+    "name": str,
+    "seed": int,
+    "device": str,
+    "precision": str,
+    "workers": int,
+    "limit_train": int,
+    "limit_test": int,
+}
+
+
+class UsageError(Exception):
+    """Bad arguments or config: reported as ``abn <cmd>: error: ...`` with exit code 2."""
+
+
+def resolve_config_path(name: str) -> Path:
+    """A config file path, or the name of one in ``configs/`` (with or without ``.toml``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.toml"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+    raise UsageError(f"config {name!r} not found (a file, or one of: {known})")
+
+
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from a config",
+        description="Train from a TOML config; any value can be overridden with --set KEY=VALUE.",
+    )
+    p.add_argument(
+        "config", nargs="?", help="config file or name in configs/ (e.g. cifar10-resnet110)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (TOML syntax; model_kwargs.NAME=VALUE too)",
+    )
+    for key, kind in TRAIN_FLAGS.items():
+        flag = "--" + key.replace("_", "-")
+        p.add_argument(flag, dest=key, type=kind, default=None, metavar=key.upper())
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or logs")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR_OR_FILE",
+        help="continue a run from its last.safetensors + last.state.pt",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=run_train)
+    return p
+
+
+def train_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` values followed by the common flags, as ``key=value`` strings."""
+    from abn.train.config import _toml_value
+
+    out = list(args.overrides)
+    for key in [*TRAIN_FLAGS, "compile", "quiet"]:
+        value = getattr(args, key)
+        if value is not None:
+            out.append(f"{key}={_toml_value(value)}")
+    return out
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from abn.train import ConfigError, ResumeError, TrainError, load_config, resolve_resume, train
+    from abn.train.config import to_toml
+
+    try:
+        resume = resolve_resume(args.resume) if args.resume else None
+        if resume and args.config:
+            raise UsageError("give either a config or --resume (the run folder holds its config)")
+        path = (
+            resume.run_dir / "config.toml"
+            if resume
+            else (resolve_config_path(args.config) if args.config else None)
+        )
+        cfg = load_config(path, train_overrides(args))
+    except (ConfigError, ResumeError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.print_config:
+        print(to_toml(cfg), end="")
+        return 0
+    try:
+        result = train(cfg, resume=resume, command=shlex.join(["abn", *args.argv]))
+    except (TrainError, ResumeError, CheckpointError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result.final is not None and not cfg.quiet:
+        print(f"saved {result.final}")
+    return 0
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "eval", help="top-1/top-5 error (or attribute accuracy) of a checkpoint"
+    )
+    p.add_argument("--model", required=True, metavar="CKPT", help="a .safetensors checkpoint")
+    p.add_argument("--data", help="dataset name (default: the card's dataset)")
+    p.add_argument("--data-root", help="data root (default: $ABN_DATA_ROOT or ./data)")
+    p.add_argument("--split", help="split (default: the dataset's evaluation split)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="evaluate a deterministic sample of N images",
+    )
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--write-card", action="store_true", help="store the results in the card")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=run_eval)
+    return p
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from abn.evaluate import evaluate_checkpoint, format_result, write_card_metrics
+
+    if args.limit < 0 or args.batch_size < 1:
+        raise UsageError("--limit must be >= 0 and --batch-size >= 1")
+    try:
+        run = evaluate_checkpoint(
+            args.model,
+            args.data,
+            args.split,
+            args.data_root,
+            args.limit,
+            args.batch_size,
+            args.workers,
+            args.device,
+            args.precision,
+        )
+        if args.write_card:
+            write_card_metrics(args.model, run)
+    except (CheckpointError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(run.record(), indent=2))
+    else:
+        print(format_result(run.result, run.title()))
+        if args.write_card:
+            print(f"wrote the results into {args.model}'s card")
+    return 0
+
+
+def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("models", help="list the registered backbones and variants")
+    p.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'resnet*'")
+    p.set_defaults(func=run_models)
+    return p
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from abn.models import get_entry, list_models, list_variants
+
+    names = list_models(args.pattern)
+    if not names:
+        print(f"no model matches {args.pattern!r}", file=sys.stderr)
+        return 1
+    print(f"{'model':<20}{'family':<10}{'input':<10}description")
+    for name in names:
+        e = get_entry(name)
+        size = f"{e.input_size[0]}x{e.input_size[1]}"
+        print(f"{name:<20}{e.family:<10}{size:<10}{e.description}")
+    print(f"\nvariants: {', '.join(list_variants())}")
+    return 0
+
+
+def add_card_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("card", help="print a checkpoint's model card (JSON)")
+    p.add_argument("checkpoint", help="a .safetensors checkpoint")
+    p.set_defaults(func=run_card)
+    return p
+
+
+def run_card(args: argparse.Namespace) -> int:
+    from abn.checkpoint import card_json
+
+    try:
+        print(card_json(args.checkpoint))
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _optional_parsers(subparsers: Any) -> None:
+    """``data`` and ``explain`` come from their own modules, when those are present."""
+    for module, func in (
+        ("abn.cli_data", "add_data_parser"),
+        ("abn.explain.cli", "add_explain_parser"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[func])
+        except ImportError:
+            continue
+        add = getattr(mod, func, None)
+        if add is not None:
+            add(subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="abn", description="Attention Branch Networks: train, evaluate, explain."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_train_parser(sub)
+    add_eval_parser(sub)
+    add_models_parser(sub)
+    add_card_parser(sub)
+    _optional_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m abn``; returns the exit code."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        prog = f"abn {args.command}"
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,275 @@
+"""Evaluation: top-1/top-5 error of both ABN branches, per-attribute accuracy for multi-label.
+
+``evaluate(model, batches)`` runs any model of the zoo over ``(x, y)`` batches and returns an
+:class:`EvalResult`; counts are summed across ``torchrun`` processes. ``abn eval`` (see
+:mod:`abn.cli`) wraps it for a checkpoint and a dataset split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from abn.models import ModelOutput
+
+
+@dataclass
+class EvalResult:
+    """Measured numbers of one evaluation (errors and accuracies in percent)."""
+
+    task: str
+    n: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_attribute: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.n, **self.metrics}
+        if self.per_attribute:
+            out["per_attribute"] = self.per_attribute
+        return out
+
+
+def _topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> list[int]:
+    k_max = min(max(ks), logits.shape[1])
+    top = logits.topk(k_max, dim=1).indices
+    hits = top.eq(target.view(-1, 1))
+    return [int(hits[:, : min(k, k_max)].any(dim=1).sum()) for k in ks]
+
+
+def attribute_predictions(logits: torch.Tensor) -> torch.Tensor:
+    """0/1 predictions, B×T, from B×T×2 two-way logits or B×T single logits."""
+    if logits.dim() == 3:
+        return logits.argmax(dim=-1)
+    return (logits > 0).long()
+
+
+class Accumulator:
+    """Running correct counts of the perception (``per``) and attention (``att``) branches."""
+
+    def __init__(self, task: str, num_outputs: int) -> None:
+        self.task = task
+        width = num_outputs if task == "multilabel" else 2
+        # rows: per, att; multiclass columns: top1, top5; multilabel: one per attribute
+        self.correct = torch.zeros(2, width, dtype=torch.float64)
+        self.n = 0
+        self.has_att = False
+
+    def update(self, output: ModelOutput, target: torch.Tensor) -> None:
+        self.n += int(target.shape[0])
+        branches = [output.logits, output.att_logits]
+        self.has_att = self.has_att or output.att_logits is not None
+        for row, logits in enumerate(branches):
+            if logits is None:
+                continue
+            logits = logits.detach().float()
+            if self.task == "multilabel":
+                hits = attribute_predictions(logits).eq(target.long()).sum(dim=0)
+                self.correct[row] += hits.cpu().double()
+            else:
+                self.correct[row] += torch.tensor(_topk_correct(logits, target, (1, 5)))
+
+    def reduce(self) -> None:
+        """Sum counts over all processes (in place)."""
+        from abn.train.distributed import all_reduce_sum  # abn.train imports this module
+
+        packed = torch.cat([self.correct.flatten(), torch.tensor([self.n, int(self.has_att)])])
+        packed = all_reduce_sum(packed.double())
+        self.correct = packed[:-2].view_as(self.correct)
+        self.n, self.has_att = int(packed[-2]), bool(packed[-1])
+
+    def result(self, names: Sequence[str] = ()) -> EvalResult:
+        n = max(self.n, 1)
+        acc = 100.0 * self.correct / n
+        branches = ["per", "att"] if self.has_att else ["per"]
+        metrics: dict[str, float] = {}
+        per_attribute: dict[str, dict[str, float]] = {}
+        for row, branch in enumerate(branches):
+            if self.task == "multilabel":
+                metrics[f"{branch}_mean_acc"] = float(acc[row].mean())
+                for t, value in enumerate(acc[row].tolist()):
+                    name = names[t] if t < len(names) else str(t)
+                    per_attribute.setdefault(name, {})[branch] = value
+            else:
+                metrics[f"{branch}_top1_err"] = 100.0 - float(acc[row, 0])
+                metrics[f"{branch}_top5_err"] = 100.0 - float(acc[row, 1])
+        return EvalResult(self.task, self.n, metrics, per_attribute)
+
+
+def autocast_for(device: torch.device, precision: str) -> Any:
+    """bf16 autocast on CPU and GPU when ``precision == "bf16"``, else a no-op context."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    task: str = "multiclass",
+    num_outputs: int | None = None,
+    names: Sequence[str] = (),
+    precision: str = "fp32",
+    device: torch.device | str | None = None,
+    progress: Any = None,
+) -> EvalResult:
+    """Top-1/top-5 errors (multiclass) or per-attribute accuracy (multilabel) of both branches.
+
+    ``batches`` yields ``(x, y)``; ``x`` is moved to ``device`` (default: the model's).
+    """
+    device = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    acc = Accumulator(task, num_outputs or _num_outputs(model))
+    iterator = progress(batches) if progress else batches
+    try:
+        for x, y in iterator:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast_for(device, precision):
+                out = model(x)
+            acc.update(out, y)
+    finally:
+        model.train(was_training)
+    acc.reduce()
+    return acc.result(names)
+
+
+def _num_outputs(model: nn.Module) -> int:
+    spec = getattr(model, "spec", None) or getattr(getattr(model, "module", None), "spec", None)
+    return spec.num_classes if spec else 1
+
+
+def format_result(result: EvalResult, title: str = "") -> str:
+    """A plain-text table of an :class:`EvalResult`."""
+    lines = [title] if title else []
+    if result.task == "multilabel":
+        branches = [b for b in ("per", "att") if f"{b}_mean_acc" in result.metrics]
+        header = f"{'attribute':<22}" + "".join(f"{_label(b):>12}" for b in branches)
+        lines += [header, "-" * len(header)]
+        for name, row in result.per_attribute.items():
+            lines.append(f"{name:<22}" + "".join(f"{row[b]:>11.2f}%" for b in branches))
+        lines.append("-" * len(header))
+        lines.append(
+            f"{'average':<22}"
+            + "".join(f"{result.metrics[f'{b}_mean_acc']:>11.2f}%" for b in branches)
+        )
+    else:
+        lines.append(f"{'branch':<12}{'top-1 err':>12}{'top-5 err':>12}")
+        for b in ("per", "att"):
+            if f"{b}_top1_err" in result.metrics:
+                m = result.metrics
+                lines.append(
+                    f"{_label(b):<12}{m[f'{b}_top1_err']:>11.2f}%{m[f'{b}_top5_err']:>11.2f}%"
+                )
+    lines.append(f"images: {result.n}")
+    return "\n".join(lines)
+
+
+def _label(branch: str) -> str:
+    return {"per": "perception", "att": "attention"}[branch]
+
+
+@dataclass
+class CheckpointEval:
+    """The result of evaluating a checkpoint on one split, with what was measured."""
+
+    checkpoint: str
+    dataset: str
+    split: str
+    total: int  # images in the split
+    limit: int  # 0: all of them
+    result: EvalResult
+
+    def title(self) -> str:
+        sample = (
+            f" (deterministic sample of {self.result.n} of {self.total} images)"
+            if self.limit and self.result.n < self.total
+            else ""
+        )
+        return f"{Path(self.checkpoint).name} on {self.dataset}/{self.split}{sample}"
+
+    def record(self) -> dict[str, Any]:
+        out = self.result.as_dict()
+        if self.limit and self.result.n < self.total:
+            out["sample_of"] = self.total
+        return out
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    data_root: str | None = None,
+    limit: int = 0,
+    batch_size: int = 128,
+    workers: int = 2,
+    device: str = "auto",
+    precision: str = "fp32",
+) -> CheckpointEval:
+    """Evaluate a checkpoint on a dataset split with the card's input size and normalisation."""
+    from torch.utils.data import DataLoader, Subset
+
+    from abn.checkpoint import load
+    from abn.data import build_dataset, dataset_info
+    from abn.data.transforms import build_transform
+    from abn.train.data import deterministic_subset
+
+    dev = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else ("cpu" if device == "auto" else device)
+    )
+    model = load(checkpoint, map_location=dev)
+    card = model.card
+    name = data or card.dataset
+    if not name:
+        raise ValueError("the card names no dataset: pass --data")
+    info = dataset_info(name, data_root)
+    split = split or info.eval_split
+    if info.num_classes is not None and info.num_classes != card.num_classes:
+        raise ValueError(
+            f"{name} has {info.num_classes} classes but the model predicts {card.num_classes}"
+        )
+    recipe = card.recipe.get("recipe", info.recipe) if card.recipe else info.recipe
+    transform = build_transform(recipe, False, card.input_size, card.mean, card.std)
+    ds = build_dataset(name, split, root=data_root, transform=transform)
+    total = len(ds)
+    chosen = deterministic_subset(total, limit or None)
+    if chosen is not None:
+        ds = Subset(ds, chosen)
+    loader = DataLoader(
+        ds, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda"
+    )
+    result = evaluate(
+        model,
+        loader,
+        card.task,
+        card.num_classes,
+        card.class_names or info.class_names,
+        precision,
+        dev,
+    )
+    return CheckpointEval(str(checkpoint), name, split, total, limit, result)
+
+
+def write_card_metrics(checkpoint: str | Path, run: CheckpointEval) -> None:
+    """Store ``run``'s numbers in the checkpoint's card (``metrics["<data>/<split>"]``), atomically.
+
+    The weights are written back unchanged (float16 files stay float16).
+    """
+    from safetensors import safe_open
+
+    from abn.checkpoint import load, save
+
+    with safe_open(str(checkpoint), framework="pt") as f:
+        half = any(f.get_slice(k).get_dtype() == "F16" for k in f.keys())  # noqa: SIM118
+    model = load(checkpoint)
+    card = model.card
+    card.metrics = {**card.metrics, f"{run.dataset}/{run.split}": run.record()}
+    save(model, checkpoint, card, half=half)

@@ -1,0 +1,199 @@
+"""Training and test batches for a config: in-memory device batches or a worker DataLoader.
+
+Small datasets (CIFAR, SVHN, CelebA-HQ 64 px) are decoded once into uint8 tensors
+(:mod:`abn.data.memory`) and augmented on the target device; image-folder sets at ImageNet
+resolution stream through a ``DataLoader`` with workers. Both yield ``(x, y)`` on ``device``,
+have ``set_epoch(e)`` (the batches of epoch ``e`` depend only on the seed and ``e``) and split
+a *global* batch across ``torchrun`` processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from abn.data import build_dataset, dataset_info
+from abn.data.memory import load_into_memory
+from abn.data.registry import DatasetInfo
+from abn.data.transforms import build_transform
+
+from .config import TrainConfig
+from .distributed import DistInfo
+
+MEMORY_RECIPES = ("cifar", "celeba", "compcars")
+MEMORY_MAX_SIDE = 64
+
+
+@dataclass
+class DataBundle:
+    """The batches of one run and what they were made from."""
+
+    info: DatasetInfo
+    train: Any  # iterable of (x, y) with set_epoch and __len__
+    test: Any
+    train_size: int
+    test_size: int
+    train_split: str
+    test_split: str
+    input_size: tuple[int, int]
+    loader_kind: str
+
+
+def resolve_info(cfg: TrainConfig) -> DatasetInfo:
+    """The dataset's facts, with the config's input size applied."""
+    info = dataset_info(cfg.data, cfg.data_root or None)
+    if info.num_classes is None:
+        raise ValueError(f"{cfg.data}: cannot tell its classes (is data_root right?)")
+    return info
+
+
+def loader_kind(cfg: TrainConfig, info: DatasetInfo, input_size: tuple[int, int]) -> str:
+    """``memory`` for small images with tensor-friendly recipes, else ``folder``."""
+    if cfg.loader != "auto":
+        return cfg.loader
+    small = max(input_size) <= MEMORY_MAX_SIDE
+    return "memory" if small and info.recipe in MEMORY_RECIPES else "folder"
+
+
+def build_data(
+    cfg: TrainConfig, device: torch.device, dist: DistInfo, channels_last: bool = False
+) -> DataBundle:
+    """Train and test batches for ``cfg`` on ``device`` (this process's shard)."""
+    info = resolve_info(cfg)
+    size = tuple(cfg.input_size) if cfg.input_size else tuple(info.input_size)
+    train_split = cfg.train_split or info.train_split
+    test_split = cfg.test_split or info.eval_split
+    if cfg.batch_size % dist.world_size:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} (global) is not divisible by {dist.world_size} processes"
+        )
+    per_rank = cfg.batch_size // dist.world_size
+    kind = loader_kind(cfg, info, size)
+    make = _memory_batches if kind == "memory" else _folder_batches
+    common = {"cfg": cfg, "info": info, "size": size, "device": device, "dist": dist}
+    train, n_train = make(split=train_split, train=True, batch=per_rank, **common, cl=channels_last)
+    test, n_test = make(split=test_split, train=False, batch=per_rank, **common, cl=channels_last)
+    return DataBundle(info, train, test, n_train, n_test, train_split, test_split, size, kind)
+
+
+def _limit(cfg: TrainConfig, train: bool) -> int | None:
+    limit = cfg.limit_train if train else cfg.limit_test
+    return limit or None
+
+
+def _memory_batches(*, cfg, info, size, device, dist, split, train, batch, cl) -> tuple[Any, int]:
+    mem = load_into_memory(
+        cfg.data,
+        split,
+        root=cfg.data_root or None,
+        size=_stored_size(info.recipe, size),
+        limit=_limit(cfg, train),
+        num_workers=min(cfg.workers, os.cpu_count() or 1),
+        progress=not cfg.quiet and dist.is_main,
+    )
+    batches = mem.loader(
+        batch,
+        train=train,
+        device=device,
+        seed=cfg.seed,
+        crop_size=size,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        channels_last=cl,
+    )
+    return batches, len(mem)
+
+
+def _stored_size(recipe: str, size: tuple[int, int]) -> tuple[int, int]:
+    if recipe == "imagenet":
+        side = round(max(size) * 256 / 224)
+        return (side, side)
+    return size
+
+
+def deterministic_subset(n: int, limit: int | None) -> list[int] | None:
+    """The same sample :mod:`abn.data.memory` takes: seed-0 permutation's first ``limit``, sorted."""
+    if limit is None or limit >= n:
+        return None
+    g = torch.Generator().manual_seed(0)
+    return torch.randperm(n, generator=g)[:limit].sort().values.tolist()
+
+
+def _folder_batches(*, cfg, info, size, device, dist, split, train, batch, cl) -> tuple[Any, int]:
+    transform = build_transform(info.recipe, train, size, info.mean, info.std)
+    ds: Dataset = build_dataset(cfg.data, split, root=cfg.data_root or None, transform=transform)
+    chosen = deterministic_subset(len(ds), _limit(cfg, train))
+    if chosen is not None:
+        ds = Subset(ds, chosen)
+    batches = LoaderBatches(ds, batch, train, device, cfg.workers, cfg.seed, dist, channels_last=cl)
+    return batches, len(ds)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0]
+    return int(state) & ((1 << 63) - 1)
+
+
+class LoaderBatches:
+    """A ``DataLoader`` (workers, pinned memory, per-rank sampler) whose batches land on ``device``.
+
+    The order and the workers' augmentation seeds of epoch ``e`` derive from ``(seed, e)``.
+    """
+
+    def __init__(
+        self,
+        ds: Dataset,
+        batch_size: int,
+        train: bool,
+        device: torch.device,
+        workers: int,
+        seed: int,
+        dist: DistInfo,
+        channels_last: bool = False,
+    ) -> None:
+        self.device, self.seed, self.epoch, self.channels_last = device, seed, 0, channels_last
+        self.generator = torch.Generator()
+        self.sampler = None
+        if dist.enabled:
+            self.sampler = DistributedSampler(
+                ds, dist.world_size, dist.rank, shuffle=train, seed=seed, drop_last=train
+            )
+        self.loader = DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=train and self.sampler is None,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            drop_last=train,
+            persistent_workers=False,
+            generator=self.generator,
+        )
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.generator.manual_seed(_epoch_seed(self.seed, self.epoch))
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        for x, y in self.loader:
+            x = x.to(self.device, non_blocking=True, memory_format=fmt)
+            yield x, torch.as_tensor(y).to(self.device, non_blocking=True)
+        self.epoch += 1

@@ -1,0 +1,314 @@
+"""A whole training run: output folder, model, data, epochs, checkpoints, the final card.
+
+``train(cfg)`` is what ``python -m abn train`` calls; under ``torchrun`` every process runs it
+and only rank 0 writes. Layout of ``<out>/<name>/``::
+
+    config.toml  metrics.csv  last.safetensors  last.state.pt  final.safetensors  [tb/]
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from abn.card import ModelCard
+from abn.checkpoint import atomic_write_bytes, card_for, save
+from abn.evaluate import EvalResult, evaluate, format_result
+from abn.models import create
+
+from . import distributed
+from .config import TrainConfig, to_toml
+from .data import DataBundle, build_data
+from .engine import EpochStats, train_one_epoch
+from .logging import MetricsLog, progress
+from .optim import build_optimizer, set_lr
+from .state import (
+    STATE_NAME,
+    WEIGHTS_NAME,
+    ResumePaths,
+    load_state,
+    load_weights_into,
+    rng_state,
+    save_state,
+    set_rng_state,
+)
+
+MIN_FREE_BYTES = 50 * 2**20
+
+
+class TrainError(RuntimeError):
+    """A run cannot start or continue (unwritable folder, full disk, bad data); clear message."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    final: Path | None
+    test: EvalResult | None
+    epochs: list[EpochStats]
+
+
+EpochHook = Callable[[int, EpochStats], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → this process's GPU when one is visible, else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", distributed.from_env().local_rank)
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {name!r} requested but no CUDA GPU is available")
+    return device
+
+
+def hardware(device: torch.device | None = None) -> str:
+    """The GPU's name when training on one, else the CPU model name."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def check_writable(run_dir: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
+    """Fail early, with the folder named, when outputs cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainError(
+            f"cannot write to output folder {run_dir}: {exc.strerror or exc}"
+        ) from None
+    free = shutil.disk_usage(run_dir).free
+    if free < need_bytes:
+        raise TrainError(
+            f"not enough free disk space in {run_dir}: {free / 2**20:.0f} MiB free, "
+            f"{need_bytes / 2**20:.0f} MiB needed for checkpoints"
+        )
+
+
+def _model_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def _use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    return cfg.channels_last == "true" or (cfg.channels_last == "auto" and device.type == "cuda")
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The model of ``cfg``, initialised from ``cfg.seed``."""
+    torch.manual_seed(cfg.seed)
+    try:
+        return create(cfg.model, cfg.variant, num_classes, **cfg.model_kwargs)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TrainError(exc.args[0] if exc.args else str(exc)) from None
+
+
+def _check_task(model: nn.Module, task: str, data: str) -> None:
+    multitask = getattr(model, "is_multitask", False)
+    if multitask != (task == "multilabel"):
+        want = "abn_multitask or plain_multitask" if task == "multilabel" else "abn, plain or cam"
+        raise TrainError(f"{data} is a {task} dataset: use variant {want}")
+
+
+def make_card(cfg: TrainConfig, model: nn.Module, data: DataBundle, **fields: Any) -> ModelCard:
+    """The model card for a checkpoint of this run."""
+    info = data.info
+    return card_for(
+        model,
+        class_names=list(info.class_names),
+        task=info.task,
+        input_size=tuple(data.input_size),
+        mean=tuple(info.mean),
+        std=tuple(info.std),
+        dataset=info.name,
+        splits={"train": data.train_split, "test": data.test_split},
+        recipe={**cfg.to_dict(), "recipe": info.recipe},
+        **fields,
+    )
+
+
+def _training_info(
+    cfg: TrainConfig,
+    device: torch.device,
+    dist: distributed.DistInfo,
+    stats: list[EpochStats],
+    wall: float,
+    command: str,
+    epochs_done: int,
+) -> dict[str, Any]:
+    total_images = sum(s.images for s in stats)
+    total_time = sum(s.seconds for s in stats)
+    return {
+        "hardware": hardware(device),
+        "device_count": dist.world_size,
+        "wall_time_s": round(wall, 2),
+        "images_per_s": round(total_images / total_time, 1) if total_time else None,
+        "command": command,
+        "epochs": epochs_done,
+        "precision": cfg.precision,
+        "torch": torch.__version__,
+    }
+
+
+def train(
+    cfg: TrainConfig,
+    resume: ResumePaths | None = None,
+    command: str = "",
+    on_epoch_end: EpochHook | None = None,
+) -> RunResult:
+    """Train ``cfg`` (continuing from ``resume``); returns the run folder and test numbers."""
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist = distributed.setup(device)
+    try:
+        return _train(cfg, device, dist, resume, command or " ".join(sys.argv), on_epoch_end)
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
+    run_dir = resume.run_dir if resume else cfg.run_dir()
+    cl = _use_channels_last(cfg, device)
+    data = build_data(cfg, device, dist, channels_last=cl)
+    raw = build_model(cfg, data.info.num_classes)
+    _check_task(raw, data.info.task, cfg.data)
+    if dist.is_main:
+        check_writable(run_dir, max(MIN_FREE_BYTES, 4 * _model_bytes(raw)))
+    distributed.barrier()
+    start_epoch, stats, elapsed = 0, [], 0.0
+    if resume:
+        load_weights_into(raw, resume.weights)
+    raw.to(device, memory_format=torch.channels_last if cl else torch.preserve_format)
+    optimizer = build_optimizer(raw, cfg, device)
+    if resume:
+        state = load_state(resume.state)
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start_epoch, elapsed = int(state["epoch"]), float(state.get("elapsed", 0.0))
+        stats = [EpochStats(**s) for s in state.get("stats", [])]
+    model: nn.Module = raw
+    if dist.enabled:
+        model = DistributedDataParallel(
+            raw, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.compile:
+        model = torch.compile(model)
+    if dist.is_main:
+        atomic_write_bytes(run_dir / "config.toml", to_toml(cfg).encode())
+    log = MetricsLog(run_dir, start_epoch) if dist.is_main else None
+    show = not cfg.quiet and dist.is_main
+    if show and start_epoch:
+        print(f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
+    t0 = time.perf_counter() - elapsed
+    test: EvalResult | None = None
+    for epoch in range(start_epoch, cfg.epochs):
+        lr = cfg.lr_at(epoch)
+        set_lr(optimizer, lr)
+        data.train.set_epoch(epoch)
+        bar = progress(data.train, show, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+        epoch_stats = train_one_epoch(
+            model, bar, optimizer, device, cfg.precision, bar if bar is not data.train else None
+        )
+        stats.append(epoch_stats)
+        last = epoch + 1 == cfg.epochs
+        test = None
+        if last or (epoch + 1) % cfg.eval_every == 0:
+            test = _test(model, raw, data, cfg, device, show)
+        if dist.is_main:
+            _log_epoch(log, epoch, lr, epoch_stats, test, show)
+            card = make_card(cfg, raw, data, training={"epochs": epoch + 1})
+            save(raw, run_dir / WEIGHTS_NAME, card)
+            save_state(
+                run_dir / STATE_NAME,
+                {
+                    "epoch": epoch + 1,
+                    "optimizer": optimizer.state_dict(),
+                    "rng": rng_state(),
+                    "loader": data.train.state_dict(),
+                    "elapsed": time.perf_counter() - t0,
+                    "stats": [vars(s) for s in stats],
+                },
+            )
+        distributed.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, epoch_stats)
+    if test is None:  # resumed a finished run: measure again
+        test = _test(model, raw, data, cfg, device, show)
+    wall = time.perf_counter() - t0
+    final = None
+    if dist.is_main:
+        training = _training_info(cfg, device, dist, stats, wall, command, cfg.epochs)
+        metrics = {f"{data.info.name}/{data.test_split}": test.as_dict()}
+        card = make_card(cfg, raw, data, metrics=metrics, training=training)
+        final = save(raw, run_dir / "final.safetensors", card)
+        log.close()
+        if show:
+            print(format_result(test, f"{cfg.name}: {data.info.name}/{data.test_split}"))
+    return RunResult(run_dir, final, test, stats)
+
+
+def _test(model, raw, data: DataBundle, cfg, device, show) -> EvalResult:
+    bar = progress(data.test, show, desc="test", unit="batch")
+    return evaluate(
+        model,
+        bar,
+        data.info.task,
+        raw.spec.num_classes,
+        data.info.class_names,
+        cfg.precision,
+        device,
+    )
+
+
+def _log_epoch(
+    log: MetricsLog, epoch: int, lr: float, s: EpochStats, test: EvalResult | None, show: bool
+) -> None:
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": s.loss,
+        "train_loss_att": s.loss_att,
+        "train_loss_per": s.loss_per,
+        "train_acc_per": s.acc_per,
+        "train_acc_att": s.acc_att,
+        "time_s": s.seconds,
+        "images_per_s": s.images_per_s,
+    }
+    if test is not None:
+        m = test.metrics
+        for b in ("per", "att"):
+            if f"{b}_top1_err" in m:
+                row[f"test_acc_{b}"] = 100.0 - m[f"{b}_top1_err"]
+                row[f"test_top5_acc_{b}"] = 100.0 - m[f"{b}_top5_err"]
+            elif f"{b}_mean_acc" in m:
+                row[f"test_acc_{b}"] = m[f"{b}_mean_acc"]
+    log.log(row)
+    if show:
+        att = f" att {s.acc_att:.1f}%" if s.acc_att is not None else ""
+        tst = f" test {row['test_acc_per']:.2f}%" if "test_acc_per" in row else ""
+        print(
+            f"epoch {epoch + 1}: lr {lr:g} loss {s.loss:.4f} train {s.acc_per:.1f}%{att}{tst} "
+            f"{s.images_per_s:.0f} img/s",
+            file=sys.stderr,
+        )

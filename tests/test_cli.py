@@ -1,0 +1,117 @@
+"""``python -m abn``: bad input exits 2 without a traceback; train → eval → card end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from abn.checkpoint import read_card
+from abn.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "abn", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_unknown_flag_exits_2_without_traceback() -> None:
+    proc = _run("train", "--bogus")
+    assert proc.returncode == 2
+    assert "unrecognized arguments: --bogus" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--set", "nope=1"], "unknown config key(s): nope"),
+        (["train", "--set", "epochs=many"], "epochs expects int"),
+        (["train", "no-such-config"], "config 'no-such-config' not found"),
+        (["train", "--epochs", "0"], "epochs must be >= 1"),
+        (["train", "--resume", "/no/such/run"], "nothing to resume"),
+        (["eval", "--model", "x.safetensors", "--limit", "-1"], "--limit must be"),
+    ],
+)
+def test_bad_config_exits_2_with_the_reason(argv, message, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_flags_and_set_override_the_config_file(capsys) -> None:
+    assert (
+        main(["train", "cifar10-pack", "--epochs", "3", "--set", "lr=0.2", "--print-config"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert 'name = "cifar10-pack"' in out and "epochs = 3" in out and "lr = 0.2" in out
+
+
+def test_models_lists_the_registry(capsys) -> None:
+    assert main(["models", "resnet*"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20" in out and "resnet152" in out and "abn_multitask" in out
+
+
+def test_card_of_a_missing_file_is_a_clear_error(capsys) -> None:
+    assert main(["card", "/no/such.safetensors"]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder_fails_early(tmp_path: Path, data_root: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    argv = ["train", "--data-root", str(data_root), "--limit-train", "8", "--limit-test", "8",
+            "--out", str(blocker), "--quiet", "--workers", "0"]  # fmt: skip
+    assert main(argv) == 1
+    assert f"cannot write to output folder {blocker}" in capsys.readouterr().err
+
+
+def test_train_then_eval_then_card_end_to_end(tmp_path: Path, data_root: Path, capsys) -> None:
+    argv = ["train", "cifar10-pack", "--data-root", str(data_root), "--limit-train", "64",
+            "--limit-test", "32", "--epochs", "1", "--batch-size", "32", "--workers", "0",
+            "--out", str(tmp_path), "--name", "e2e", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    run = tmp_path / "e2e"
+    assert {p.name for p in run.iterdir()} >= {
+        "config.toml",
+        "metrics.csv",
+        "last.safetensors",
+        "last.state.pt",
+        "final.safetensors",
+    }
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["epoch"] == "1" and float(rows[0]["images_per_s"]) > 0
+    assert rows[0]["test_acc_att"] != ""
+    card = read_card(run / "final.safetensors")
+    assert (card.arch, card.variant, card.dataset, card.task) == (
+        "resnet20",
+        "abn",
+        "cifar10",
+        "multiclass",
+    )
+    assert card.class_names[0] == "airplane" and card.input_size == (32, 32)
+    assert card.recipe["epochs"] == 1 and card.recipe["lr"] == 0.1
+    assert card.metrics["cifar10/test"]["n"] == 32
+    assert card.training["epochs"] == 1 and card.training["hardware"]
+    assert "--limit-train 64" in card.training["command"]
+    capsys.readouterr()
+
+    final = str(run / "final.safetensors")
+    assert main(["eval", "--model", final, "--data-root", str(data_root), "--limit", "16",
+                 "--workers", "0", "--write-card", "--json"]) == 0  # fmt: skip
+    printed = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    assert printed["n"] == 16 and "att_top1_err" in printed
+    assert read_card(final).metrics["cifar10/test"]["n"] == 16
+
+    assert main(["card", final]) == 0
+    assert json.loads(capsys.readouterr().out)["arch"] == "resnet20"

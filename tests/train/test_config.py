@@ -1,0 +1,83 @@
+"""Config files, ``key=value`` overrides and the learning-rate schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from abn.train.config import ConfigError, apply_overrides, load_config, to_toml
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
+
+
+def test_overrides_are_parsed_as_toml_values() -> None:
+    cfg = load_config(None, [
+        "lr=0.05", "epochs=3", "compile=true", "milestones=[0.3, 1]",
+        "model_kwargs.mechanism=multiply", "name=abc", "input-size=[64, 64]",
+    ])  # fmt: skip
+    assert cfg.lr == 0.05 and cfg.epochs == 3 and cfg.compile is True
+    assert cfg.milestones == [0.3, 1.0]
+    assert cfg.model_kwargs == {"mechanism": "multiply"}
+    assert cfg.name == "abc" and cfg.input_size == [64, 64]
+
+
+def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
+    assert load_config(None, ["lr=1"]).lr == 1.0
+    with pytest.raises(ConfigError, match="epochs expects int"):
+        load_config(None, ["epochs=1.5"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("nope=1", "unknown config key"),
+        ("lr", "not key=value"),
+        ("epochs=0", "epochs must be"),
+        ("precision=fp8", "precision is"),
+        ("compile=maybe", "compile expects"),
+        ("foo.bar=1", "only model_kwargs"),
+    ],
+)
+def test_bad_overrides_name_the_problem(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_step_schedule_divides_by_ten_at_half_and_three_quarters() -> None:
+    cfg = load_config(None, ["epochs=300", "lr=0.1"])
+    assert cfg.milestone_epochs() == [150, 225]
+    assert [cfg.lr_at(e) for e in (0, 149)] == [0.1, 0.1]
+    assert cfg.lr_at(150) == pytest.approx(0.01)
+    assert cfg.lr_at(224) == pytest.approx(0.01)
+    assert cfg.lr_at(299) == pytest.approx(0.001)
+
+
+def test_to_toml_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(None, ['model_kwargs.stem="small"', "name=x", 'data_root=/a "b"'])
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(cfg))
+    assert load_config(path) == cfg
+
+
+def test_apply_overrides_does_not_mutate_its_input() -> None:
+    data = {"model_kwargs": {"a": 1}}
+    apply_overrides(data, ["model_kwargs.b=2"])
+    assert data == {"model_kwargs": {"a": 1}}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_config_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert cfg.momentum == 0.9 and cfg.milestones == [0.5, 0.75]
+    assert cfg.weight_decay == (5e-4 if "wrn" in cfg.model else 1e-4)
+    if cfg.data.startswith("celeba"):
+        assert (cfg.epochs, cfg.lr, cfg.variant) == (10, 0.01, "abn_multitask")
+
+
+def test_paper_runs_have_configs() -> None:
+    names = {p.stem for p in CONFIGS}
+    for prefix in ("cifar10-", "cifar100-", "svhn-", "imagenet-", "compcars-", "celeba-",
+                   "cifar10-pack", "imagenette-", "celeba-hq-"):  # fmt: skip
+        assert any(n.startswith(prefix) for n in names), prefix

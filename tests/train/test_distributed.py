@@ -1,0 +1,70 @@
+"""Two ``torchrun`` processes on CPU (gloo) train on the single-process data, split in two."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from abn.checkpoint import read_card
+from abn.data.memory import load_into_memory
+from abn.models import create
+from abn.train.loss import abn_loss
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _expected_losses(data_root: Path, world: int) -> list[float]:
+    """Epoch-1 loss of the untouched model (lr 0) when each rank sees its half of each batch."""
+    mem = load_into_memory("cifar10", "train", root=data_root, limit=64, progress=False)
+    torch.manual_seed(0)
+    model = create("resnet20", "abn", 10).train()
+    per_step: list[float] = []
+    loaders = [mem.loader(32 // world, train=True, seed=0, rank=r, world_size=world)
+               for r in range(world)]  # fmt: skip
+    with torch.no_grad():
+        for shards in zip(*loaders, strict=True):
+            per_step.append(sum(abn_loss(model(x), y).total.item() for x, y in shards) / world)
+    return per_step
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_matches_the_single_process_loss(data_root: Path, tmp_path: Path):
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(_free_port()), "-m", "abn", "train",
+        "--data", "cifar10", "--data-root", str(data_root), "--limit-train", "64",
+        "--limit-test", "30", "--epochs", "1", "--batch-size", "32", "--lr", "0",
+        "--workers", "0", "--out", str(tmp_path), "--name", "ddp", "--quiet",
+        "--set", 'precision="fp32"', "--set", 'device="cpu"',
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "ddp"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "config.toml", "final.safetensors", "last.safetensors", "last.state.pt", "metrics.csv",
+    ]  # fmt: skip
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1  # one writer
+    per_step = _expected_losses(data_root, 2)
+    assert float(rows[0]["train_loss"]) == pytest.approx(sum(per_step) / len(per_step), rel=1e-5)
+    # the same data in one process differs only by per-rank batch-norm statistics
+    single = _expected_losses(data_root, 1)
+    assert float(rows[0]["train_loss"]) == pytest.approx(sum(single) / len(single), rel=0.05)
+    card = read_card(run / "final.safetensors")
+    assert card.training["device_count"] == 2
+    assert card.metrics["cifar10/test"]["n"] == 30  # test shards reduced over both ranks

@@ -1,0 +1,121 @@
+"""``evaluate`` and ``abn eval`` agree with a straightforward per-image loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from abn.checkpoint import card_for, read_card, save
+from abn.data import build_dataset
+from abn.data.transforms import build_transform
+from abn.evaluate import evaluate_checkpoint, format_result, write_card_metrics
+from abn.models import create
+from abn.train.data import deterministic_subset
+
+
+def _checkpoint(tmp_path: Path, variant: str, num: int, dataset: str, **card) -> Path:
+    torch.manual_seed(1)
+    model = create("resnet20", variant, num)
+    with torch.no_grad():  # give batch norm non-trivial statistics
+        model.train()(torch.randn(8, 3, *card["input_size"]))
+    path = tmp_path / f"{variant}.safetensors"
+    save(model.eval(), path, card_for(model, dataset=dataset, **card))
+    return path
+
+
+def _reference(path: Path, data_root: Path, dataset: str, split: str, limit: int):
+    from abn.checkpoint import load
+
+    model = load(path)
+    card = model.card
+    ds = build_dataset(
+        dataset,
+        split,
+        root=data_root,
+        transform=build_transform(
+            "cifar" if dataset == "cifar10" else "celeba",
+            False,
+            card.input_size,
+            card.mean,
+            card.std,
+        ),
+    )
+    chosen = deterministic_subset(len(ds), limit)
+    outs, targets = [], []
+    with torch.no_grad():
+        for i in chosen:
+            x, y = ds[i]
+            outs.append(model(x[None]))
+            targets.append(torch.as_tensor(y))
+    return outs, targets
+
+
+def test_multiclass_errors_match_a_plain_loop(tmp_path: Path, data_root: Path) -> None:
+    path = _checkpoint(tmp_path, "abn", 10, "cifar10", input_size=(32, 32))
+    run = evaluate_checkpoint(
+        path, "cifar10", "test", str(data_root), limit=40, batch_size=16, workers=0, device="cpu"
+    )
+    outs, targets = _reference(path, data_root, "cifar10", "test", 40)
+    for branch, field in (("per", "logits"), ("att", "att_logits")):
+        top1 = sum(int(getattr(o, field).argmax() == t) for o, t in zip(outs, targets, strict=True))
+        top5 = sum(
+            int(t in getattr(o, field)[0].topk(5).indices)
+            for o, t in zip(outs, targets, strict=True)
+        )
+        assert run.result.metrics[f"{branch}_top1_err"] == pytest.approx(100 - 100 * top1 / 40)
+        assert run.result.metrics[f"{branch}_top5_err"] == pytest.approx(100 - 100 * top5 / 40)
+    text = format_result(run.result, run.title())
+    assert "deterministic sample of 40 of 10000 images" in text
+    assert "attention" in text and "perception" in text
+
+
+def test_plain_reports_only_its_one_branch(tmp_path: Path, data_root: Path) -> None:
+    path = _checkpoint(tmp_path, "cam", 10, "cifar10", input_size=(32, 32))
+    run = evaluate_checkpoint(
+        path, limit=8, batch_size=8, workers=0, device="cpu", data_root=str(data_root)
+    )
+    assert set(run.result.metrics) == {"per_top1_err", "per_top5_err"}
+
+
+def test_multilabel_per_attribute_accuracy_matches_a_plain_loop(tmp_path, data_root) -> None:
+    names = [f"a{i}" for i in range(40)]
+    path = _checkpoint(
+        tmp_path,
+        "abn_multitask",
+        40,
+        "celeba-hq",
+        input_size=(32, 32),
+        task="multilabel",
+        class_names=names,
+    )
+    run = evaluate_checkpoint(
+        path, "celeba-hq", "test", str(data_root), limit=12, batch_size=5, workers=0, device="cpu"
+    )
+    outs, targets = _reference(path, data_root, "celeba-hq", "test", 12)
+    per = torch.stack([o.logits[0].argmax(-1) for o in outs])
+    att = torch.stack([(o.att_logits[0] > 0).long() for o in outs])
+    y = torch.stack(targets).long()
+    per_acc = (per == y).double().mean(0) * 100
+    att_acc = (att == y).double().mean(0) * 100
+    got = run.result.per_attribute
+    assert [got[n]["per"] for n in names] == pytest.approx(per_acc.tolist())
+    assert [got[n]["att"] for n in names] == pytest.approx(att_acc.tolist())
+    assert run.result.metrics["per_mean_acc"] == pytest.approx(per_acc.mean().item())
+    assert "average" in format_result(run.result)
+
+
+def test_write_card_keeps_weights_and_adds_metrics(tmp_path: Path, data_root: Path) -> None:
+    path = _checkpoint(tmp_path, "plain", 10, "cifar10", input_size=(32, 32))
+    before = path.read_bytes()
+    run = evaluate_checkpoint(
+        path, limit=8, batch_size=8, workers=0, device="cpu", data_root=str(data_root)
+    )
+    write_card_metrics(path, run)
+    metrics = read_card(path).metrics["cifar10/test"]
+    assert metrics["n"] == 8 and metrics["sample_of"] == 10000
+    from safetensors.torch import load as load_bytes
+
+    old, new = load_bytes(before), load_bytes(path.read_bytes())
+    assert all(torch.equal(old[k], new[k]) for k in old)

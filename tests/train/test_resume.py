@@ -1,0 +1,62 @@
+"""An interrupted run resumed from its folder ends bitwise equal to an uninterrupted one."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from abn.checkpoint import read_card
+from abn.train import load_config, resolve_resume, train
+from abn.train.state import STATE_NAME, ResumeError, load_state
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_after_first_epoch(epoch: int, _stats) -> None:
+    if epoch == 0:
+        raise Interrupt
+
+
+def _losses(run: Path) -> list[str]:
+    with (run / "metrics.csv").open() as f:
+        return [(r["epoch"], r["train_loss"], r["test_acc_per"]) for r in csv.DictReader(f)]
+
+
+def test_resume_matches_uninterrupted_run(tiny_config, tmp_path: Path) -> None:
+    torch.set_num_threads(torch.get_num_threads())
+    full = train(tiny_config(name="full", limit_train=48, batch_size=16))
+    cfg = tiny_config(name="cut", limit_train=48, batch_size=16)
+    with pytest.raises(Interrupt):
+        train(cfg, on_epoch_end=_stop_after_first_epoch)
+    run = cfg.run_dir()
+    assert not (run / "final.safetensors").exists()
+    assert load_state(run / STATE_NAME)["epoch"] == 1  # loads with weights_only=True
+    resumed = train(load_config(run / "config.toml"), resume=resolve_resume(run))
+
+    a, b = load_file(full.final), load_file(resumed.final)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _losses(full.run_dir) == _losses(run)
+    assert read_card(resumed.final).metrics == read_card(full.final).metrics
+    assert read_card(resumed.final).training["epochs"] == 2
+
+
+def test_resume_needs_both_files(tmp_path: Path) -> None:
+    (tmp_path / "last.safetensors").write_bytes(b"")
+    with pytest.raises(ResumeError, match="last.state.pt is missing"):
+        resolve_resume(tmp_path)
+    with pytest.raises(ResumeError, match="nothing to resume"):
+        resolve_resume(tmp_path / "missing")
+
+
+def test_state_file_refuses_pickled_code(tmp_path: Path) -> None:
+    path = tmp_path / "last.state.pt"
+    torch.save({"version": 1, "evil": Interrupt()}, path)
+    with pytest.raises(ResumeError, match="not a readable training state"):
+        load_state(path)
