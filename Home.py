@@ -17,20 +17,23 @@ layout.setup(
     ":material/visibility:",
 )
 
-left, right = st.columns([2, 3], gap="large")
-with left:
-    st.markdown(
-        "An **Attention Branch Network** adds an *attention branch* to an ordinary CNN: from the "
-        "features *g(x)* of the **feature extractor** it predicts the classes the way CAM does "
-        "and, on the way, produces an **attention map M(x)**.\n\n"
-        "The map re-weights the features, *g'(x) = (1 + M(x))·g(x)*, and the **perception "
-        "branch** classifies from those attended features, so attention and prediction are "
-        "trained together.\n\n"
-        "The map is therefore both a visual explanation that comes for free with every forward "
-        "pass and a mechanism that improves accuracy."
-    )
-with right:
+st.markdown(
+    "An **Attention Branch Network** adds an *attention branch* to an ordinary CNN: from the "
+    "features *g(x)* of the **feature extractor** it predicts the classes the way CAM does and, "
+    "on the way, produces an **attention map M(x)**. "
+    "The map re-weights the features, *g'(x) = (1 + M(x))·g(x)*, and the **perception branch** "
+    "classifies from those attended features, so attention and prediction are trained together. "
+    "The map is therefore both a visual explanation that comes free with every forward pass and "
+    "a mechanism that improves accuracy."
+)
+with st.container(border=True):
     st.graphviz_chart(ABN_DOT, width="stretch")
+
+
+def _accuracy_text(card) -> str:
+    value = accuracy(card)
+    return f"{value:.2f} %" if value is not None else "not measured (untrained)"
+
 
 st.header("Models")
 with error_boundary("Listing the models"):
@@ -41,9 +44,9 @@ with error_boundary("Listing the models"):
                 "model": f"{r.card.arch} · {r.card.variant}",
                 "dataset": r.card.dataset or "—",
                 "classes": r.card.num_classes,
-                "class names": ", ".join(r.card.class_names[:6])
-                + (" …" if len(r.card.class_names) > 6 else ""),
-                "accuracy": accuracy(r.card),
+                "class names": ", ".join(r.card.class_names[:5])
+                + (" …" if len(r.card.class_names) > 5 else ""),
+                "accuracy": _accuracy_text(r.card),
                 "file": r.filename,
             }
             for r in refs
@@ -53,8 +56,8 @@ with error_boundary("Listing the models"):
             hide_index=True,
             width="stretch",
             column_config={
-                "accuracy": st.column_config.NumberColumn(
-                    "accuracy (%)", format="%.2f", help="From the model card; empty: not measured"
+                "accuracy": st.column_config.TextColumn(
+                    "accuracy", help="Perception branch, test split, from the model card"
                 )
             },
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 ABN_DOT = """
 digraph ABN {
-  rankdir=LR; bgcolor="transparent"; nodesep=0.35; ranksep=0.45;
-  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=12,
+  rankdir=LR; bgcolor="transparent"; nodesep=0.3; ranksep=0.35; size="14,3";
+  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=15,
         color="#5b6b7f", fillcolor="#eef2f7", penwidth=1.2];
-  edge [color="#5b6b7f", fontname="Helvetica", fontsize=10, penwidth=1.2];
+  edge [color="#5b6b7f", fontname="Helvetica", fontsize=13, penwidth=1.2];
 
   x   [label="input image x", shape=note, fillcolor="#ffffff"];
   fe  [label="Feature extractor\\ng(x)", fillcolor="#dbe8ff"];

@@ -140,6 +140,6 @@ def colorbar_figure(cmap: str) -> go.Figure:
         )
     )
     fig.update_yaxes(visible=False)
-    fig.update_xaxes(tickvals=[0, 0.25, 0.5, 0.75, 1.0], ticks="outside", title="map value")
-    fig.update_layout(height=80, margin={"l": 10, "r": 10, "t": 5, "b": 40})
+    fig.update_xaxes(tickvals=[0, 0.25, 0.5, 0.75, 1.0], ticks="outside")
+    fig.update_layout(height=60, margin={"l": 10, "r": 10, "t": 4, "b": 24})
     return fig

@@ -17,7 +17,7 @@ layout.setup(
     "on the plain baseline and on the ABN model — with the time each took and how much they agree.",
     ":material/compare:",
 )
-COLUMNS = 4
+COLUMNS = 5
 
 
 def show_grid(cells, results, picked: Picked, alpha: float, cmap: str) -> None:
@@ -53,21 +53,19 @@ def show_agreement(results: dict) -> None:
         "1 means identical rankings / regions."
     )
     rho, iou = agreement_tables(results, 0.2)
-    left, right = st.columns(2, gap="large")
-    for col, frame, title in ((left, rho, "Spearman ρ"), (right, iou, "IoU of top 20%")):
-        with col:
-            st.markdown(f"**{title}**")
-            st.dataframe(
-                frame.style.format("{:.2f}").background_gradient(cmap="Blues", vmin=0, vmax=1),
-                width="stretch",
-            )
-            st.download_button(
-                f"{title} (CSV)",
-                frame.to_csv().encode(),
-                f"agreement_{'spearman' if 'ρ' in title else 'iou'}.csv",
-                "text/csv",
-                icon=":material/download:",
-            )
+    for frame, title, stem in ((rho, "Spearman ρ", "spearman"), (iou, "IoU of top 20%", "iou")):
+        st.markdown(f"**{title}**")
+        st.dataframe(
+            frame.style.format("{:.2f}").background_gradient(cmap="Blues", vmin=0, vmax=1),
+            width="stretch",
+        )
+        st.download_button(
+            f"{title} (CSV)",
+            frame.to_csv().encode(),
+            f"agreement_{stem}.csv",
+            "text/csv",
+            icon=":material/download:",
+        )
 
 
 with st.sidebar:

@@ -43,7 +43,7 @@ def show_grid(rows: pd.DataFrame, view, maps, alpha: float, cmap: str) -> None:
             with col:
                 st.image(
                     views.overlay_image(view, maps[i], alpha, cmap, size=160),
-                    caption=f"{row['attribute']} · {row['P(present)']:.2f}",
+                    caption=f"{row['attribute'].replace('_', ' ')} · {row['P(present)']:.2f}",
                     width="stretch",
                 )
 

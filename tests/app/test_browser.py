@@ -1,0 +1,46 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium against `streamlit run`.
+
+Opens every page, uploads scikit-image sample photos on Inspect, Compare and Face attributes,
+waits for the maps, fails on any exception shown in a page, and saves full-page screenshots to
+``artifacts/screenshots/`` (gitignored). Uses the tiny untrained checkpoints of ``conftest`` and
+no dataset. Skips only when Chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = REPO / "artifacts" / "screenshots"
+
+
+def _driver():
+    spec = importlib.util.spec_from_file_location(
+        "screenshots", REPO / "scripts" / "screenshots.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_page_in_chromium(assets, tmp_path):
+    driver = _driver()
+    if not Path(driver.CHROMIUM).exists():
+        pytest.skip(f"Chromium not installed at {driver.CHROMIUM} (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed")
+    data = tmp_path / "no-data"
+    data.mkdir()
+    env = {"ABN_ASSETS_DIR": str(assets), "ABN_DATA_ROOT": str(data)}
+    photos = driver.sample_photos(tmp_path / "photos")
+    log = tmp_path / "streamlit.log"
+    with driver.streamlit_server(env, log) as url:
+        shots = driver.visit_all(url, ARTIFACTS, photos)
+    assert [s.stem for s in shots] == ["home", "inspect", "compare", "embeddings", "faces"]
+    for shot in shots:
+        assert shot.stat().st_size > 20_000, f"{shot} looks empty"
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
