@@ -140,7 +140,15 @@ def main() -> None:
     for dev in devices:
         device = torch.device(dev)
         for name in args.models:
-            rows += bench_model(name, device, args)
+            new = bench_model(name, device, args)
+            print(
+                f"done {name} on {dev}: "
+                + ", ".join(
+                    f"{r['variant']}/{r['precision']} {r['images_per_s']:.1f} img/s" for r in new
+                ),
+                flush=True,
+            )
+            rows += new
     print(f"{'model':<11}{'device':<7}{'prec':<6}{'variant':<8}{'img/s':>9}{'÷ plain':>9}")
     for r in rows:
         print(
