@@ -23,7 +23,12 @@ class BackboneEntry:
     family: str  # "cifar" (32 px) or "imagenet"
     input_size: tuple[int, int]
     map_stride: int  # input pixels per attention-map cell at the default stem
-    description: str
+
+    @property
+    def description(self) -> str:
+        """First line of the builder's docstring."""
+        doc = (self.builder.__doc__ or "").strip().splitlines()
+        return doc[0] if doc else ""
 
     def accepted_kwargs(self) -> set[str]:
         return set(inspect.signature(self.builder).parameters)
@@ -40,10 +45,7 @@ def register_backbone(
     def wrap(fn: Callable) -> Callable:
         if name in _BACKBONES:
             raise ValueError(f"backbone {name!r} is already registered")
-        doc = (fn.__doc__ or "").strip().splitlines()
-        _BACKBONES[name] = BackboneEntry(
-            name, fn, family, input_size, map_stride, doc[0] if doc else ""
-        )
+        _BACKBONES[name] = BackboneEntry(name, fn, family, input_size, map_stride)
         return fn
 
     return wrap
