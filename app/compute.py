@@ -93,6 +93,9 @@ PRETTY = {
     "eigencam": "EigenCAM",
     "ablationcam": "Ablation-CAM",
 }
+SHORT = {"abn": "ABN att", "abn-class": "ABN cls", "cam": "CAM", "gradcam": "GC",
+         "gradcam++": "GC++", "scorecam": "Score", "xgradcam": "XGC", "layercam": "Layer",
+         "hirescam": "HiRes", "eigencam": "Eigen", "ablationcam": "Ablat"}  # fmt: skip
 DEFAULT_FAMILY = ("gradcam", "gradcam++", "scorecam")
 
 
@@ -103,6 +106,7 @@ class Cell:
     label: str
     ref: ModelRef
     method: str
+    short: str = ""
 
 
 def family_methods() -> list[str]:
@@ -117,16 +121,16 @@ def comparison_cells(
 ) -> list[Cell]:
     """ABN's own maps, CAM, then each Grad-CAM-family method on the baseline and on ABN."""
     cells = [
-        Cell(PRETTY["abn"], abn_ref, "abn"),
-        Cell(PRETTY["abn-class"], abn_ref, "abn-class"),
+        Cell(PRETTY["abn"], abn_ref, "abn", SHORT["abn"]),
+        Cell(PRETTY["abn-class"], abn_ref, "abn-class", SHORT["abn-class"]),
     ]
     if cam is not None:
-        cells.append(Cell("CAM (CAM model)", cam, "cam"))
+        cells.append(Cell("CAM (CAM model)", cam, "cam", SHORT["cam"]))
     for method in family:
-        name = PRETTY.get(method, method)
+        name, short = PRETTY.get(method, method), SHORT.get(method, method)
         if plain is not None:
-            cells.append(Cell(f"{name} · baseline", plain, method))
-        cells.append(Cell(f"{name} · ABN", abn_ref, method))
+            cells.append(Cell(f"{name} · baseline", plain, method, f"{short} base"))
+        cells.append(Cell(f"{name} · ABN", abn_ref, method, f"{short} ABN"))
     return cells
 
 

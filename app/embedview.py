@@ -86,7 +86,7 @@ def scatter(panel: Panel, colour: str) -> go.Figure:
     )
     fig.update_traces(marker={"size": 6, "opacity": 0.8})
     fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_yaxes(visible=False)
     fig.update_layout(
         height=430,
         margin={"l": 0, "r": 0, "t": 10, "b": 0},

@@ -39,20 +39,22 @@ def show_grid(cells, results, picked: Picked, alpha: float, cmap: str) -> None:
                 )
 
 
-def agreement_tables(results: dict, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    maps = {label: r.maps[0].numpy() for label, r in results.items()}
+def agreement_tables(cells, results: dict, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Spearman and top-``fraction`` IoU matrices (rows: full labels, columns: short ones)."""
+    maps = {c.label: results[c.label].maps[0].numpy() for c in cells}
     names, rho = agreement_matrix(maps, "spearman")
     _, iou = agreement_matrix(maps, "iou", fraction)
-    return pd.DataFrame(rho, names, names), pd.DataFrame(iou, names, names)
+    short = [c.short or c.label for c in cells]
+    return pd.DataFrame(rho, names, short), pd.DataFrame(iou, names, short)
 
 
-def show_agreement(results: dict) -> None:
+def show_agreement(cells, results: dict) -> None:
     st.header("Agreement between the maps")
     st.caption(
         "Spearman rank correlation of all pixels, and overlap (IoU) of each map's top 20% pixels. "
         "1 means identical rankings / regions."
     )
-    rho, iou = agreement_tables(results, 0.2)
+    rho, iou = agreement_tables(cells, results, 0.2)
     for frame, title, stem in ((rho, "Spearman ρ", "spearman"), (iou, "IoU of top 20%", "iou")):
         st.markdown(f"**{title}**")
         st.dataframe(
@@ -116,5 +118,5 @@ with error_boundary("Computing the maps"):
         config={"staticPlot": True},
     )
     show_grid(cells, results, picked, alpha, cmap)
-    show_agreement(results)
+    show_agreement(cells, results)
     st.caption(f"All maps are normalised to [0, 1] and share one colour scale ({cmap}).")

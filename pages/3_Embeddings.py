@@ -50,13 +50,17 @@ refs = {"Baseline": plain_ref, "ABN": abn_ref} if plain_ref else {"ABN": abn_ref
 with error_boundary("Computing the embeddings"):
     keys = {name: compute.weights_key(ref) for name, ref in refs.items()}
     cached = all(cache_path(k, card.dataset, split, n, root).is_file() for k in keys.values())
-    if not cached and not st.button("Compute t-SNE", type="primary", icon=":material/play_arrow:"):
+    slot = st.empty()
+    if not cached and not slot.button(
+        "Compute t-SNE", type="primary", icon=":material/play_arrow:"
+    ):
         st.info(
             f"t-SNE of {n} images of `{card.dataset}/{split}` for {len(refs)} model(s) is not "
             "cached yet: it takes a little while once, then loads instantly from "
             f"`{root / '.cache' / 'embeddings'}`."
         )
         st.stop()
+    slot.empty()
     embeddings = {}
     bar = st.progress(0.0, "Starting…")
     for i, (name, ref) in enumerate(refs.items()):

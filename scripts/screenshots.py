@@ -57,7 +57,9 @@ def streamlit_server(
         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *extra,
     ]  # fmt: skip
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=out)
+    # No file watcher: it would crawl the data folder and compete for the CPU.
+    env = {"STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none", **os.environ, **env}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
@@ -180,9 +182,9 @@ def _faces(page, photos) -> None:
 
 
 def _embeddings(page, photos) -> None:
-    button = page.get_by_role("button", name="Compute t-SNE")
+    button = page.get_by_text("Compute t-SNE")
     if button.count():
-        button.click()
+        button.first.click()
     page.get_by_text("Selected images").or_(page.get_by_text("No dataset here")).first.wait_for(
         timeout=TIMEOUT_MS
     )
