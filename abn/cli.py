@@ -131,6 +131,11 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "eval", help="top-1/top-5 error (or attribute accuracy) of a checkpoint"
     )
     p.add_argument("--model", required=True, metavar="CKPT", help="a .safetensors checkpoint")
+    p.add_argument(
+        "--baseline",
+        metavar="CKPT",
+        help="also evaluate this checkpoint on the same images and compare (Table 4's Odds)",
+    )
     p.add_argument("--data", help="dataset name (default: the card's dataset)")
     p.add_argument("--data-root", help="data root (default: $ABN_DATA_ROOT or ./data)")
     p.add_argument("--split", help="split (default: the dataset's evaluation split)")
@@ -181,6 +186,28 @@ def run_eval(args: argparse.Namespace) -> int:
         print(format_result(run.result, run.title()))
         if args.write_card:
             print(f"wrote the results into {args.model}'s card")
+    if args.baseline:
+        return _compare_with_baseline(args, run)
+    return 0
+
+
+def _compare_with_baseline(args: argparse.Namespace, run: Any) -> int:
+    """Evaluate ``--baseline`` on the same images and print the comparison."""
+    from abn.evaluate import compare, evaluate_checkpoint, format_comparison, format_result
+
+    try:
+        base = evaluate_checkpoint(
+            args.baseline, run.dataset, run.split, args.data_root, args.limit,
+            args.batch_size, args.workers, args.device, args.precision,
+        )  # fmt: skip
+        cmp = compare(run.result, base.result)
+    except (CheckpointError, ValueError, OSError) as exc:
+        print(f"error: baseline: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(format_result(base.result, base.title()))
+    print()
+    print(format_comparison(cmp, "model", "baseline"))
     return 0
 
 
@@ -230,6 +257,7 @@ def _optional_parsers(subparsers: Any) -> None:
     for module, func in (
         ("abn.cli_data", "add_data_parser"),
         ("abn.explain.cli", "add_explain_parser"),
+        ("abn.metrics.cli", "add_scorecard_parser"),
     ):
         try:
             mod = __import__(module, fromlist=[func])

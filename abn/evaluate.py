@@ -273,3 +273,52 @@ def write_card_metrics(checkpoint: str | Path, run: CheckpointEval) -> None:
     card = model.card
     card.metrics = {**card.metrics, f"{run.dataset}/{run.split}": run.record()}
     save(model, checkpoint, card, half=half)
+
+
+@dataclass
+class Comparison:
+    """A model against a baseline on the same images (Table 4 of the paper for attributes)."""
+
+    rows: list[tuple[str, float, float]]  # (name, baseline, model) accuracies or errors
+    lower_is_better: bool
+
+    @property
+    def wins(self) -> int:
+        """Rows where the model beats the baseline: the "Odds" column of Table 4."""
+        if self.lower_is_better:
+            return sum(m < b for _, b, m in self.rows)
+        return sum(m > b for _, b, m in self.rows)
+
+
+def compare(model: EvalResult, baseline: EvalResult) -> Comparison:
+    """Row-by-row comparison of two results on the same split (perception branches)."""
+    if model.task != baseline.task:
+        raise ValueError(f"cannot compare a {model.task} result with a {baseline.task} one")
+    if model.task == "multilabel":
+        names = [n for n in model.per_attribute if n in baseline.per_attribute]
+        rows = [(n, baseline.per_attribute[n]["per"], model.per_attribute[n]["per"]) for n in names]
+        return Comparison(rows, lower_is_better=False)
+    rows = [
+        (k, baseline.metrics[k], model.metrics[k])
+        for k in ("per_top1_err", "per_top5_err")
+        if k in model.metrics and k in baseline.metrics
+    ]
+    return Comparison(rows, lower_is_better=True)
+
+
+def format_comparison(cmp: Comparison, model_label: str, baseline_label: str) -> str:
+    """Per-row table with the difference, the averages, and the number of wins ("Odds")."""
+    width = max([len(n) for n, _, _ in cmp.rows] + [9])
+    header = f"{'':<{width}}{baseline_label:>14}{model_label:>14}{'Δ':>9}"
+    lines = [header, "-" * len(header)]
+    for name, b, m in cmp.rows:
+        lines.append(f"{name:<{width}}{b:>13.2f}%{m:>13.2f}%{m - b:>+9.2f}")
+    if cmp.rows:
+        mb = sum(b for _, b, _ in cmp.rows) / len(cmp.rows)
+        mm = sum(m for _, _, m in cmp.rows) / len(cmp.rows)
+        lines += [
+            "-" * len(header),
+            f"{'average':<{width}}{mb:>13.2f}%{mm:>13.2f}%{mm - mb:>+9.2f}",
+        ]
+    lines.append(f"Odds ({model_label} better): {cmp.wins}/{len(cmp.rows)}")
+    return "\n".join(lines)
