@@ -21,8 +21,8 @@ from torch import nn
 
 from abn.card import ModelCard
 from abn.checkpoint import atomic_write_bytes
-from abn.data import build_dataset, dataset_info, default_data_root
-from abn.data.transforms import RECIPES, build_transform
+from abn.data import build_dataset, default_data_root
+from abn.data.transforms import transform_for
 
 __all__ = [
     "CACHE_VERSION",
@@ -30,7 +30,6 @@ __all__ = [
     "cache_dir",
     "cache_path",
     "compute_embedding",
-    "eval_transform",
     "fingerprint",
     "load_images",
     "pooled_features",
@@ -93,17 +92,6 @@ def cache_path(key: str, dataset: str, split: str, n: int, root=None) -> Path:
     """The cache file for one (checkpoint, dataset, split, n)."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{dataset}_{split}")
     return cache_dir(root) / f"{key}_{safe}_n{n}_v{CACHE_VERSION}.npz"
-
-
-def eval_transform(card: ModelCard):
-    """The evaluation preprocessing a card's model expects (its dataset's recipe)."""
-    recipe = (card.recipe or {}).get("recipe")
-    if recipe not in RECIPES:
-        try:
-            recipe = dataset_info(card.dataset).recipe
-        except ValueError:
-            recipe = "cifar" if max(card.input_size) <= 64 else "imagenet"
-    return build_transform(recipe, False, card.input_size, card.mean, card.std)
 
 
 def sample_indices(targets: Sequence[int], n: int, seed: int = 0) -> np.ndarray:
@@ -188,7 +176,7 @@ def compute_embedding(
     if use_cache and path.is_file():
         progress(1.0, "Loaded from cache")
         return _load(path)
-    dataset = build_dataset(card.dataset, split, root, transform=eval_transform(card))
+    dataset = build_dataset(card.dataset, split, root, transform=transform_for(card))
     targets = getattr(dataset, "targets", None)
     if targets is None:
         targets = [dataset[i][1] for i in range(len(dataset))]
@@ -216,7 +204,7 @@ def load_images(
 ) -> tuple[torch.Tensor, list[np.ndarray]]:
     """Images ``indices`` of a split: the model's input batch and the H×W×3 uint8 originals."""
     raw = build_dataset(card.dataset, split, root)
-    dataset = build_dataset(card.dataset, split, root, transform=eval_transform(card))
+    dataset = build_dataset(card.dataset, split, root, transform=transform_for(card))
     x = torch.stack([dataset[int(i)][0] for i in indices])
     return x, [raw[int(i)][0].permute(1, 2, 0).numpy() for i in indices]
 

@@ -217,7 +217,7 @@ def evaluate_checkpoint(
 
     from abn.checkpoint import load
     from abn.data import build_dataset, dataset_info
-    from abn.data.transforms import build_transform
+    from abn.data.transforms import transform_for
     from abn.train.data import deterministic_subset
 
     dev = torch.device(
@@ -236,9 +236,7 @@ def evaluate_checkpoint(
         raise ValueError(
             f"{name} has {info.num_classes} classes but the model predicts {card.num_classes}"
         )
-    recipe = card.recipe.get("recipe", info.recipe) if card.recipe else info.recipe
-    transform = build_transform(recipe, False, card.input_size, card.mean, card.std)
-    ds = build_dataset(name, split, root=data_root, transform=transform)
+    ds = build_dataset(name, split, root=data_root, transform=transform_for(card))
     total = len(ds)
     chosen = deterministic_subset(total, limit or None)
     if chosen is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,8 +12,9 @@ from PIL import Image
 
 from abn.card import ModelCard
 from abn.data import SUPPORTED_EXTENSIONS, DataError, build_dataset, dataset_info, read_image
-from abn.embeddings import eval_transform, sample_indices
-from abn.explain.render import denormalize
+from abn.data.transforms import transform_for
+from abn.embeddings import sample_indices
+from abn.explain.render import denormalize, png_bytes
 
 from .config import data_root
 from .errors import report
@@ -53,12 +53,6 @@ def image_digest(image: Image.Image) -> str:
     h = hashlib.sha256(image.tobytes())
     h.update(repr(image.size).encode())
     return h.hexdigest()[:20]
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def sample_image(loader: str, box: tuple[int, int, int, int] | None = None) -> Image.Image:
@@ -153,5 +147,5 @@ def image_picker(
 
 def to_input(image: Image.Image, card: ModelCard) -> tuple[torch.Tensor, np.ndarray]:
     """The model's 1×3×H×W input for ``image`` and what it shows (H×W×3 uint8, un-normalised)."""
-    x = eval_transform(card)(image).unsqueeze(0)
+    x = transform_for(card)(image).unsqueeze(0)
     return x, np.asarray(denormalize(x, card.mean, card.std)[0])

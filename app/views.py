@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,9 +10,14 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from abn.explain.render import COLORMAPS, colormap_table, overlay, to_numpy_map
-
-from .images import png_bytes
+from abn.explain.render import (
+    COLORMAPS,
+    colormap_table,
+    npy_bytes,
+    overlay,
+    png_bytes,
+    to_numpy_map,
+)
 
 DISPLAY = 320  # px: maps and overlays are shown at least this large
 
@@ -93,13 +97,6 @@ def map_figure(
         title=title, height=height, margin={"l": 0, "r": 0, "t": 30 if title else 0, "b": 0}
     )
     return fig
-
-
-def npy_bytes(m) -> bytes:
-    """A map as the bytes of a float32 ``.npy`` file."""
-    buf = io.BytesIO()
-    np.save(buf, to_numpy_map(m))
-    return buf.getvalue()
 
 
 def download_buttons(stem: str, overlay_png: Image.Image, raw_map, key: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from abn.agreement import agreement_matrix
+from abn.metrics import agreement_matrix
 from app import compute, layout, views
 from app.errors import error_boundary
 from app.images import Picked, image_picker

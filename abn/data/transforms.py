@@ -71,3 +71,18 @@ def _geometry(recipe: str, train: bool, size: tuple[int, int]) -> list[v2.Transf
         return [resize, crop, *flip]
     # compcars, celeba: plain resize to the input size (+ flip when training)
     return [v2.Resize(size, antialias=True), *flip]
+
+
+def transform_for(card, train: bool = False) -> v2.Compose:
+    """The preprocessing a checkpoint's model expects, from its :class:`~abn.card.ModelCard`:
+    its dataset's recipe (or the card's ``recipe["recipe"]``) at the card's input size and
+    normalisation; for an unknown dataset, ``cifar`` up to 64 px and ``imagenet`` above."""
+    recipe = (card.recipe or {}).get("recipe")
+    if recipe not in RECIPES:
+        from abn.data.registry import dataset_info
+
+        try:
+            recipe = dataset_info(card.dataset).recipe
+        except (KeyError, ValueError):
+            recipe = "cifar" if max(card.input_size) <= 64 else "imagenet"
+    return build_transform(recipe, train, card.input_size, card.mean, card.std)

@@ -8,6 +8,7 @@ from its segment definition) interpolated to 256 entries.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from functools import cache
@@ -190,11 +191,25 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "…"
 
 
+def npy_bytes(m: MapLike) -> bytes:
+    """A map as the bytes of a float32 ``.npy`` file (for downloads)."""
+    buf = io.BytesIO()
+    np.save(buf, to_numpy_map(m))
+    return buf.getvalue()
+
+
+def png_bytes(image: ImageLike) -> bytes:
+    """An image as PNG bytes (for downloads)."""
+    buf = io.BytesIO()
+    to_pil(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def save_map_npy(m: MapLike, path: str | os.PathLike) -> Path:
     """Save a map as a float32 ``.npy`` array."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, to_numpy_map(m))
+    path.write_bytes(npy_bytes(m))
     return path
 
 

@@ -4,13 +4,14 @@ from .confidence import confidence_change, road
 from .intervention import INTERVENTIONS, attention_intervention, intervened_maps
 from .perturbation import PerturbationCurves, baseline_image, perturbation_curves, pixel_ranks
 from .sanity import SanityReport, cascade_groups, cascading_randomization
-from .similarity import spearman, ssim, top_overlap
+from .similarity import agreement_matrix, spearman, ssim, top_overlap
 from .stats import mean_ci
 
 __all__ = [
     "INTERVENTIONS",
     "PerturbationCurves",
     "SanityReport",
+    "agreement_matrix",
     "attention_intervention",
     "baseline_image",
     "cascade_groups",

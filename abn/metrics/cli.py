@@ -76,12 +76,12 @@ def parse_methods(text: str, models: dict[str, nn.Module]) -> list[Entry]:
 
 
 def _batches(model: nn.Module, args, device: torch.device):
-    from abn.data import build_dataset, build_transform, dataset_info
+    from abn.data import build_dataset
+    from abn.data.transforms import transform_for
 
-    info = dataset_info(args.data)
-    card = model.card
-    transform = build_transform(info.recipe, False, card.input_size, card.mean, card.std)
-    ds = build_dataset(args.data, args.split, root=args.data_root, transform=transform)
+    ds = build_dataset(
+        args.data, args.split, root=args.data_root, transform=transform_for(model.card)
+    )
     g = torch.Generator().manual_seed(args.seed)
     chosen = torch.randperm(len(ds), generator=g)[: args.n]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
@@ -20,14 +22,30 @@ def _ranks(x: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
+def _pair(a, b) -> tuple[torch.Tensor, torch.Tensor]:
+    a, b = torch.as_tensor(np.asarray(a)), torch.as_tensor(np.asarray(b))
+    if a.shape != b.shape:
+        raise ValueError(
+            f"maps differ in size ({tuple(a.shape)} vs {tuple(b.shape)}); resize them to one grid"
+        )
+    if a.numel() == 0:
+        raise ValueError("maps are empty")
+    return a, b
+
+
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation between paired maps (B×H×W → B); 0 when a map is constant."""
+    """Spearman rank correlation between paired maps (B×H×W → B), ties at average ranks.
+
+    A constant map has no ranking: 1 if both maps are constant, else 0.
+    """
+    a, b = _pair(a, b)
     ra, rb = _ranks(a), _ranks(b)
     ra = ra - ra.mean(dim=1, keepdim=True)
     rb = rb - rb.mean(dim=1, keepdim=True)
-    denom = ra.norm(dim=1) * rb.norm(dim=1)
-    rho = (ra * rb).sum(dim=1) / denom.clamp(min=1e-12)
-    return torch.where(denom > 0, rho, torch.zeros_like(rho)).float()
+    na, nb = ra.norm(dim=1), rb.norm(dim=1)
+    rho = ((ra * rb).sum(dim=1) / (na * nb).clamp(min=1e-12)).clamp(-1, 1)
+    rho = torch.where((na > 0) & (nb > 0), rho, ((na == 0) & (nb == 0)).double())
+    return rho.float()
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -47,14 +65,37 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def top_overlap(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.2) -> torch.Tensor:
-    """IoU of the top ``fraction`` of pixels of paired maps (B×H×W → B)."""
+    """IoU of the top ``fraction`` of pixels of paired maps (B×H×W → B; ties by position)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    a, b = _pair(a, b)
     k = max(1, round(fraction * a[0].numel()))
 
     def top(m: torch.Tensor) -> torch.Tensor:
         flat = m.flatten(1)
         mask = torch.zeros_like(flat, dtype=torch.bool)
-        mask.scatter_(1, flat.topk(k, dim=1).indices, True)
+        mask.scatter_(1, flat.argsort(dim=1, descending=True, stable=True)[:, :k], True)
         return mask
 
     ta, tb = top(a), top(b)
     return ((ta & tb).sum(1).float() / (ta | tb).sum(1).float()).cpu()
+
+
+def agreement_matrix(
+    maps: Mapping[str, object], metric: str = "spearman", fraction: float = 0.2
+) -> tuple[list[str], np.ndarray]:
+    """Pairwise agreement of named H×W maps: ``(names, N×N matrix)`` with a unit diagonal.
+
+    ``metric`` is ``"spearman"`` or ``"iou"`` (overlap of the top ``fraction`` pixels).
+    """
+    if metric not in ("spearman", "iou"):
+        raise ValueError(f"unknown metric {metric!r}; choose 'spearman' or 'iou'")
+    names = list(maps)
+    out = np.ones((len(names), len(names)))
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            a = torch.as_tensor(np.asarray(maps[names[i]]))[None]
+            b = torch.as_tensor(np.asarray(maps[names[j]]))[None]
+            value = spearman(a, b) if metric == "spearman" else top_overlap(a, b, fraction)
+            out[i, j] = out[j, i] = float(value[0])
+    return names, out
