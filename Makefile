@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format clean
+PACKS ?= ../shared/data
+
+.PHONY: run test data lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,8 +15,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) data
 	$(PY) -m streamlit run Home.py
+
+# Extract the offline dataset packs into ./data when they are beside the checkout (once).
+data: $(STAMP)
+	@if [ -d $(PACKS) ]; then $(PY) -m abn data prepare --packs $(PACKS); \
+	else echo "no dataset packs at $(PACKS): the dashboard runs without data"; fi
 
 test: $(STAMP)
 	$(PY) -m ruff check .
