@@ -75,12 +75,13 @@ with error_boundary("Listing the models"):
         )
 
 st.header("Pages")
-cols = st.columns(4)
+cols = st.columns(5)
 descriptions = {
     "inspect": "Predictions of both branches and the attention map of your images.",
     "compare": "ABN attention next to CAM, Grad-CAM, Grad-CAM++, Score-CAM — and how they agree.",
     "embeddings": "t-SNE of features before and after attention (Fig. 6 of the paper).",
     "faces": "40 per-attribute attention maps of the multi-task CelebA model.",
+    "scorecard": "Deletion/insertion curves and scores: is each map faithful to its model?",
 }
 for col, (name, text) in zip(cols, descriptions.items(), strict=True):
     with col, st.container(border=True):

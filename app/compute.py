@@ -185,3 +185,45 @@ def dataset_maps(
 ) -> tuple[list[np.ndarray], Explanation]:
     """Model views and attention maps of dataset images ``indices`` of ``split``."""
     return _dataset_maps(ref.key, split, tuple(indices), root, ref)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _curves(
+    key: str, digest: str, method: str, steps: int, _model: nn.Module, _x: torch.Tensor, _ex
+) -> dict[str, np.ndarray]:
+    from abn.metrics import perturbation_curves
+
+    out: dict[str, np.ndarray] = {}
+    for mode in ("deletion", "insertion"):
+        c = perturbation_curves(_model, _x, _ex.maps, _ex.targets, mode, steps)
+        out[mode] = c.scores[0].numpy()
+        out[f"{mode}_auc"] = np.float64(c.auc[0])
+        out["fractions"] = c.fractions.numpy()
+    return out
+
+
+def perturbation(ref: ModelRef, picked: Picked, method: str, steps: int) -> dict[str, np.ndarray]:
+    """Deletion and insertion curves (and AUCs) of ``method``'s map of one image."""
+    ex = explanation(ref, picked, method)
+    return _curves(ref.key, picked.digest, method, steps, load(ref), prepare(ref, picked).x, ex)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _split_scores(
+    keys: tuple[str, ...], methods: tuple[str, ...], split: str, n: int, steps: int, root: str,
+    _cells: list[Cell], _progress,
+):  # fmt: skip
+    from abn.metrics.scorecard import Entry, sample_batches, score
+
+    entries = [Entry(c.label, load(c.ref), c.method) for c in _cells]
+    batches, _, total = sample_batches(_cells[0].ref.card, split=split, n=n, batch_size=25,
+                                       root=root)  # fmt: skip
+    return score(entries, batches, ("deletion", "insertion", "confidence"), steps,
+                 progress=_progress, total_batches=total)  # fmt: skip
+
+
+def split_scores(cells: list[Cell], split: str, n: int, steps: int, root: str, progress=None):
+    """The scorecard table of ``cells`` on ``n`` images of ``split`` (cached per settings)."""
+    keys = tuple(c.ref.key for c in cells)
+    methods = tuple(c.method for c in cells)
+    return _split_scores(keys, methods, split, n, steps, root, cells, progress)

@@ -9,6 +9,7 @@ PAGES = {
     "compare": ("pages/2_Compare.py", "Compare", ":material/compare:"),
     "embeddings": ("pages/3_Embeddings.py", "Embeddings", ":material/scatter_plot:"),
     "faces": ("pages/4_Face_attributes.py", "Face attributes", ":material/face:"),
+    "scorecard": ("pages/5_Scorecard.py", "Scorecard", ":material/fact_check:"),
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .scorecard import METRICS, Entry, format_summary, score, summarize
+from .scorecard import METRICS, Entry, format_summary, sample_batches, score, summarize
 
 ROLES = ("model", "baseline", "cam")
 DEFAULT_ROLE = {"abn": "model", "abn-class": "model", "cam": "cam"}  # the rest: baseline
@@ -75,26 +75,6 @@ def parse_methods(text: str, models: dict[str, nn.Module]) -> list[Entry]:
     return entries
 
 
-def _batches(model: nn.Module, args, device: torch.device):
-    from abn.data import build_dataset
-    from abn.data.transforms import transform_for
-
-    ds = build_dataset(
-        args.data, args.split, root=args.data_root, transform=transform_for(model.card)
-    )
-    g = torch.Generator().manual_seed(args.seed)
-    chosen = torch.randperm(len(ds), generator=g)[: args.n]
-
-    def batches():
-        for part in chosen.split(args.batch_size):
-            items = [ds[int(i)] for i in part]
-            images = torch.stack([x for x, _ in items]).to(device)
-            labels = torch.as_tensor([int(y) for _, y in items])
-            yield part, images, labels
-
-    return batches, len(chosen), -(-len(chosen) // args.batch_size)
-
-
 def run_scorecard(args: argparse.Namespace) -> int:
     from abn.checkpoint import load
 
@@ -106,7 +86,16 @@ def run_scorecard(args: argparse.Namespace) -> int:
         unknown = set(metrics) - set(METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
-        batches, n, total = _batches(models["model"], args, device)
+        batches, n, total = sample_batches(
+            models["model"].card,
+            args.data,
+            args.split,
+            args.n,
+            args.batch_size,
+            args.seed,
+            args.data_root,
+            device,
+        )
     except (ValueError, KeyError, OSError) as exc:
         print(f"abn scorecard: error: {exc}", file=sys.stderr)
         return 2

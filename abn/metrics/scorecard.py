@@ -79,6 +79,36 @@ def score_batch(
     return frame
 
 
+def sample_batches(
+    card,
+    data: str | None = None,
+    split: str = "test",
+    n: int = 1000,
+    batch_size: int = 32,
+    seed: int = 0,
+    root=None,
+    device: torch.device | str = "cpu",
+) -> tuple[Callable[[], object], int, int]:
+    """A seeded random sample of ``n`` images of a split, preprocessed for ``card``'s model.
+
+    Returns ``(batches, n, number_of_batches)``; ``batches()`` yields ``(index, images, labels)``.
+    """
+    from abn.data import build_dataset
+    from abn.data.transforms import transform_for
+
+    ds = build_dataset(data or card.dataset, split, root=root, transform=transform_for(card))
+    chosen = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+
+    def batches():
+        for part in chosen.split(batch_size):
+            items = [ds[int(i)] for i in part]
+            images = torch.stack([x for x, _ in items]).to(device)
+            labels = torch.as_tensor([int(y) for _, y in items])
+            yield part, images, labels
+
+    return batches, len(chosen), -(-len(chosen) // batch_size)
+
+
 def score(
     entries: Sequence[Entry],
     batches: Callable[[], object],

@@ -52,7 +52,7 @@ def test_home_lists_models_and_links_pages(app_env):
     assert set(table["classes"]) == {10, 40}
     assert "airplane" in table["class names"].iloc[0]
     links = [e for e in at.main if type(e).__name__ == "PageLink"]
-    assert len(links) == 4
+    assert len(links) == 5
 
 
 def test_home_reports_unreadable_checkpoint(app_env, tmp_path, monkeypatch):
@@ -319,3 +319,36 @@ def test_models_are_loaded_once(app_env):
     ref = models.discover(Path(app_env))[0][0]
     assert models.load(ref) is models.load(ref)
     assert isinstance(models.load(ref).card, abn.ModelCard)
+
+
+# ----------------------------------------------------------------------------- Scorecard
+
+
+def test_scorecard_one_image_curves_and_aucs(app_env):
+    at = run_page("pages/5_Scorecard.py")
+    assert_clean(at)
+    assert at.get("plotly_chart"), "no deletion/insertion figure"
+    aucs = at.dataframe[0].value
+    assert list(aucs.columns) == ["deletion AUC ↓", "insertion AUC ↑"]
+    assert {"ABN attention", "CAM (CAM model)", "Grad-CAM · baseline"} <= set(aucs.index)
+    assert aucs.map(lambda v: 0 <= v <= 1).all().all()
+    at.slider(key="sc_steps").set_value(8).run()
+    assert_clean(at)
+    assert not at.dataframe[0].value.equals(aucs)
+
+
+def test_scorecard_split_needs_a_dataset_then_scores_it(app_env, tiny_cifar):
+    at = run_page("pages/5_Scorecard.py")
+    at.slider(key="sc_n").set_value(20).run()
+    at.button(key="sc_go").click().run()
+    assert_clean(at)
+    summary = at.dataframe[1].value
+    assert (summary["n"] == 20).all()
+    assert "deletion_auc ↓" in summary.columns and "insertion_auc ↑" in summary.columns
+
+
+def test_scorecard_split_without_dataset_is_a_clear_message(app_env):
+    at = run_page("pages/5_Scorecard.py")
+    at.button(key="sc_go").click().run()
+    assert not at.exception
+    assert "Dataset not available" in errors(at)

@@ -1,0 +1,124 @@
+"""Scorecard: how faithful is each map to the model it explains?"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from abn.metrics.scorecard import HIGHER_IS_BETTER, summarize
+from app import compute, layout
+from app.config import data_root
+from app.errors import error_boundary
+from app.images import eval_split, image_picker
+from app.models import companion_picker, is_abn, model_picker
+
+layout.setup(
+    "Scorecard",
+    "Deletion and insertion (RISE): pixels are removed from, or revealed on, a blurred copy in the "
+    "order a map ranks them while the explained class's probability is tracked. A faithful map "
+    "makes deletion fall fast (low AUC) and insertion rise fast (high AUC).",
+    ":material/fact_check:",
+)
+
+
+def curves_figure(cells, curves: dict) -> go.Figure:
+    fig = make_subplots(1, 2, subplot_titles=("Deletion (lower AUC is better)",
+                                               "Insertion (higher AUC is better)"))  # fmt: skip
+    palette = px.colors.qualitative.D3
+    for i, cell in enumerate(cells):
+        c = curves[cell.label]
+        for col, mode in enumerate(("deletion", "insertion"), start=1):
+            fig.add_scatter(
+                x=c["fractions"], y=c[mode], row=1, col=col, mode="lines",
+                name=f"{cell.label} ({mode[:3]}. AUC {float(c[f'{mode}_auc']):.3f})",
+                line={"color": palette[i % len(palette)]}, legendgroup=cell.label,
+            )  # fmt: skip
+    fig.update_xaxes(title="fraction of pixels", range=[0, 1])
+    fig.update_yaxes(title="P(explained class)", range=[0, 1.02])
+    fig.update_layout(height=420, margin={"t": 40, "b": 10}, legend={"font": {"size": 11}})
+    return fig
+
+
+def auc_table(cells, curves: dict) -> pd.DataFrame:
+    rows = [{"method": c.label, "deletion AUC ↓": float(curves[c.label]["deletion_auc"]),
+             "insertion AUC ↑": float(curves[c.label]["insertion_auc"])} for c in cells]  # fmt: skip
+    return pd.DataFrame(rows).set_index("method")
+
+
+def show_split(cells, summary: pd.DataFrame, table: pd.DataFrame) -> None:
+    cols = [c for c in HIGHER_IS_BETTER if c in summary.columns]
+    view = summary.set_index("method")[["n", *cols]]
+    view.columns = ["n", *[f"{c} {'↑' if HIGHER_IS_BETTER[c] else '↓'}" for c in cols]]
+    st.dataframe(view.style.format("{:.3f}", subset=view.columns[1:]), width="stretch")
+    st.caption("Means over the sample; avg_drop and increase are in % (Grad-CAM++ paper).")
+    metric = st.selectbox("Distribution of", cols, key="sc_metric")
+    fig = px.box(table, x="method", y=metric, points="outliers", color="method")
+    fig.update_layout(showlegend=False, height=380, margin={"t": 10})
+    st.plotly_chart(fig, key="sc_box", width="stretch")
+    st.download_button("Per-image scores (CSV)", table.to_csv(index=False).encode(),
+                       "scorecard.csv", "text/csv", icon=":material/download:")  # fmt: skip
+
+
+with st.sidebar:
+    abn_ref = plain_ref = cam_ref = None
+    with error_boundary("Choosing the models"):
+        abn_ref = model_picker("ABN model", is_abn, "an ABN model (variant 'abn')", "sc_abn")
+        plain_ref = companion_picker("Plain baseline", abn_ref, ("plain",), "sc_plain")
+        cam_ref = companion_picker("CAM model", abn_ref, ("cam",), "sc_cam")
+    family = st.multiselect(
+        "Gradient methods",
+        compute.family_methods(),
+        default=["gradcam", "gradcam++"],
+        format_func=lambda m: compute.PRETTY.get(m, m),
+        key="sc_family",
+    )
+    steps = st.slider("Steps per curve", 8, 64, 16, step=8, key="sc_steps")
+
+if abn_ref is None:
+    st.info("Choose an ABN model in the sidebar (or load your own checkpoint) to start.")
+    st.stop()
+
+cells = [c for c in compute.comparison_cells(abn_ref, plain_ref, cam_ref, family)
+         if c.method != "abn-class"]  # fmt: skip
+one, split = st.tabs(["One image", "A dataset split"])
+
+with one:
+    with error_boundary("Choosing the image"):
+        pictures = image_picker(abn_ref.card, "sc")
+    if pictures:
+        picked = pictures[0]
+        with error_boundary("Scoring the maps"):
+            bar = st.progress(0.0, "Scoring…")
+            curves = {}
+            for i, cell in enumerate(cells):
+                bar.progress(i / len(cells), f"Deletion and insertion of {cell.label}…")
+                curves[cell.label] = compute.perturbation(cell.ref, picked, cell.method, steps)
+            bar.empty()
+            st.plotly_chart(curves_figure(cells, curves), key="sc_curves", width="stretch")
+            st.dataframe(auc_table(cells, curves).style.format("{:.3f}"), width="stretch")
+    else:
+        st.info("Upload an image or choose one from the gallery.")
+
+with split:
+    test_split = eval_split(abn_ref.card)
+    st.markdown(
+        f"Every method explains its own model's prediction on the same seeded sample of "
+        f"**{abn_ref.card.dataset}/{test_split}**; 95% intervals are in the CLI's summary "
+        "(`python -m abn scorecard`)."
+    )
+    n = st.slider("Images", 20, 500, 60, step=20, key="sc_n")
+    if st.button("Compute the scorecard", key="sc_go", icon=":material/play_arrow:"):
+        st.session_state["sc_run"] = (n, steps, tuple(c.label for c in cells))
+    if st.session_state.get("sc_run") == (n, steps, tuple(c.label for c in cells)):
+        with error_boundary("Scoring the dataset split"):
+            bar = st.progress(0.0, "Scoring the split…")
+
+            def progress(done: int, total: int, label: str) -> None:
+                bar.progress(min(done / max(total, 1), 1.0), f"{label}: batch {done}/{total}")
+
+            table = compute.split_scores(cells, test_split, n, steps, str(data_root()), progress)
+            bar.empty()
+            show_split(cells, summarize(table), table)
