@@ -296,12 +296,36 @@ def _decode_all(
     return images, torch.cat(targets)
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 63-bit seed for epoch ``epoch`` of a run seeded with ``seed``."""
     state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+    return int(state) & ((1 << 63) - 1)
 
 
-class DeviceBatches:
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(epoch_seed(seed, epoch))
+
+
+class EpochState:
+    """Resumable epoch bookkeeping: the batches of epoch ``e`` depend only on ``(seed, e)``."""
+
+    seed: int
+    epoch: int
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration yield epoch ``epoch``'s batches."""
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"seed", "epoch"}``: enough to reproduce the next epoch's batches."""
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+
+class DeviceBatches(EpochState):
     """Shuffled, augmented, normalised batches from in-memory uint8 tensors, made on ``device``.
 
     Args:
@@ -374,18 +398,6 @@ class DeviceBatches:
     def _per_rank(self) -> int:
         n = len(self.images)
         return n // self.world_size if self.train else len(range(self.rank, n, self.world_size))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration yield epoch ``epoch``'s batches."""
-        self.epoch = int(epoch)
-
-    def state_dict(self) -> dict[str, int]:
-        """``{"seed", "epoch"}``: enough to reproduce the next epoch's batches."""
-        return {"seed": self.seed, "epoch": self.epoch}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yield from self.batches(self.epoch)

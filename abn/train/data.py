@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from abn.data import build_dataset, dataset_info
-from abn.data.memory import load_into_memory
+from abn.data.memory import EpochState, epoch_seed, load_into_memory
 from abn.data.registry import DatasetInfo
 from abn.data.transforms import build_transform
 
@@ -135,12 +134,7 @@ def _folder_batches(*, cfg, info, size, device, dist, split, train, batch, cl) -
     return batches, len(ds)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0]
-    return int(state) & ((1 << 63) - 1)
-
-
-class LoaderBatches:
+class LoaderBatches(EpochState):
     """A ``DataLoader`` (workers, pinned memory, per-rank sampler) whose batches land on ``device``.
 
     The order and the workers' augmentation seeds of epoch ``e`` derive from ``(seed, e)``.
@@ -179,17 +173,8 @@ class LoaderBatches:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "epoch": self.epoch}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.generator.manual_seed(_epoch_seed(self.seed, self.epoch))
+        self.generator.manual_seed(epoch_seed(self.seed, self.epoch))
         if self.sampler is not None:
             self.sampler.set_epoch(self.epoch)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

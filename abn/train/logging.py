@@ -42,7 +42,7 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, start_epoch: int = 0, tensorboard: bool = True) -> None:
         self.path = run_dir / "metrics.csv"
-        self.rows = [r for r in self._read() if int(r["epoch"]) < start_epoch]
+        self.rows = [r for r in self._read() if int(r["epoch"]) <= start_epoch]  # 1-based
         self.writer = _tensorboard(run_dir) if tensorboard else None
 
     def _read(self) -> list[dict[str, str]]:
