@@ -15,6 +15,7 @@ from abn.card import ModelCard
 from abn.checkpoint import CheckpointError
 
 from .config import assets_dir
+from .errors import error_boundary
 
 CUSTOM = "Your checkpoint…"
 Accept = Callable[[ModelCard], bool]
@@ -164,3 +165,16 @@ def companion_picker(
     options = [r.label for r in refs] + ["(none)"]
     choice = st.selectbox(label, options, key=key)
     return None if choice == "(none)" else refs[options.index(choice)]
+
+
+def abn_with_baselines(
+    key: str, cam: bool = True
+) -> tuple[ModelRef | None, ModelRef | None, ModelRef | None]:
+    """Sidebar pickers for an ABN model, its plain baseline and (optionally) its CAM model."""
+    abn_ref = plain_ref = cam_ref = None
+    with error_boundary("Choosing the models"):
+        abn_ref = model_picker("ABN model", is_abn, "an ABN model (variant 'abn')", f"{key}_abn")
+        plain_ref = companion_picker("Plain baseline", abn_ref, ("plain",), f"{key}_plain")
+        if cam:
+            cam_ref = companion_picker("CAM model", abn_ref, ("cam",), f"{key}_cam")
+    return abn_ref, plain_ref, cam_ref

@@ -9,7 +9,7 @@ from abn.metrics import agreement_matrix
 from app import compute, layout, views
 from app.errors import error_boundary
 from app.images import Picked, image_picker
-from app.models import companion_picker, is_abn, model_picker
+from app.models import abn_with_baselines
 
 layout.setup(
     "Compare",
@@ -71,11 +71,7 @@ def show_agreement(cells, results: dict) -> None:
 
 
 with st.sidebar:
-    abn_ref = plain_ref = cam_ref = None
-    with error_boundary("Choosing the models"):
-        abn_ref = model_picker("ABN model", is_abn, "an ABN model (variant 'abn')", "cmp_abn")
-        plain_ref = companion_picker("Plain baseline", abn_ref, ("plain",), "cmp_plain")
-        cam_ref = companion_picker("CAM model", abn_ref, ("cam",), "cmp_cam")
+    abn_ref, plain_ref, cam_ref = abn_with_baselines("cmp")
     family = st.multiselect(
         "Gradient/score methods",
         compute.family_methods(),

@@ -10,7 +10,7 @@ from app import compute, embedview, layout, views
 from app.config import data_root
 from app.errors import DATA_HINT, error_boundary
 from app.images import eval_split
-from app.models import companion_picker, is_abn, load, model_picker
+from app.models import abn_with_baselines, load
 
 layout.setup(
     "Embeddings",
@@ -21,10 +21,7 @@ layout.setup(
 )
 
 with st.sidebar:
-    abn_ref = plain_ref = None
-    with error_boundary("Choosing the models"):
-        abn_ref = model_picker("ABN model", is_abn, "an ABN model (variant 'abn')", "emb_abn")
-        plain_ref = companion_picker("Plain baseline", abn_ref, ("plain",), "emb_plain")
+    abn_ref, plain_ref, _ = abn_with_baselines("emb", cam=False)
 
 if abn_ref is None:
     st.info("Choose an ABN model in the sidebar (or load your own checkpoint) to start.")

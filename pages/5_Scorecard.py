@@ -13,7 +13,7 @@ from app import compute, layout
 from app.config import data_root
 from app.errors import error_boundary
 from app.images import eval_split, image_picker
-from app.models import companion_picker, is_abn, model_picker
+from app.models import abn_with_baselines
 
 layout.setup(
     "Scorecard",
@@ -63,11 +63,7 @@ def show_split(cells, summary: pd.DataFrame, table: pd.DataFrame) -> None:
 
 
 with st.sidebar:
-    abn_ref = plain_ref = cam_ref = None
-    with error_boundary("Choosing the models"):
-        abn_ref = model_picker("ABN model", is_abn, "an ABN model (variant 'abn')", "sc_abn")
-        plain_ref = companion_picker("Plain baseline", abn_ref, ("plain",), "sc_plain")
-        cam_ref = companion_picker("CAM model", abn_ref, ("cam",), "sc_cam")
+    abn_ref, plain_ref, cam_ref = abn_with_baselines("sc")
     family = st.multiselect(
         "Gradient methods",
         compute.family_methods(),
