@@ -17,7 +17,8 @@ from app.models import abn_with_baselines
 
 layout.setup(
     "Scorecard",
-    "Deletion and insertion (RISE): pixels are removed from, or revealed on, a blurred copy in the "
+    "Deletion and insertion (RISE): pixels are removed (set to the mean colour) or revealed on a "
+    "blurred copy in the "
     "order a map ranks them while the explained class's probability is tracked. A faithful map "
     "makes deletion fall fast (low AUC) and insertion rise fast (high AUC).",
     ":material/fact_check:",

@@ -4,7 +4,7 @@
     python scripts/screenshots.py --assets DIR --out artifacts/screenshots
 
 Starts ``streamlit run Home.py`` on a free local port, opens each page, uploads sample photos
-that ship with scikit-image on Inspect, Compare and Face attributes, waits for the maps and
+that ship with scikit-image on Inspect, Compare, Face attributes and Scorecard, waits for the maps and
 saves one full-page PNG per page. Only scikit-image images are shown: the Embeddings page draws
 points (no images are selected) and the galleries are never captured. If ``--assets`` holds no
 checkpoint, tiny untrained demo models are made in a temporary folder (and the shots say so in
@@ -190,6 +190,11 @@ def _embeddings(page, photos) -> None:
     )
 
 
+def _scorecard(page, photos) -> None:
+    _upload(page, [photos["chelsea"]])
+    page.get_by_text("Deletion (lower AUC is better)").wait_for(timeout=TIMEOUT_MS)
+
+
 def _full_height(page, width: int, limit: int = 8000) -> None:
     """Grow the viewport to the page's content (Streamlit scrolls inside its main block)."""
     height = page.evaluate(
@@ -207,6 +212,7 @@ PAGES = [
     ("compare", "Compare", "Compare", _compare),
     ("embeddings", "Embeddings", "Embeddings", _embeddings),
     ("faces", "Face_attributes", "Face attributes", _faces),
+    ("scorecard", "Scorecard", "Scorecard", _scorecard),
 ]
 
 
