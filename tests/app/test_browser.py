@@ -40,7 +40,14 @@ def test_every_page_in_chromium(assets, tmp_path):
     log = tmp_path / "streamlit.log"
     with driver.streamlit_server(env, log) as url:
         shots = driver.visit_all(url, ARTIFACTS, photos)
-    assert [s.stem for s in shots] == ["home", "inspect", "compare", "embeddings", "faces"]
+    assert [s.stem for s in shots] == [
+        "home",
+        "inspect",
+        "compare",
+        "embeddings",
+        "faces",
+        "scorecard",
+    ]
     for shot in shots:
         assert shot.stat().st_size > 20_000, f"{shot} looks empty"
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
