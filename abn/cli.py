@@ -1,4 +1,4 @@
-"""``python -m abn``: train, eval, models, card (+ data and explain when installed).
+"""``python -m abn``: train, eval, models, card, and data, explain and scorecard from their modules.
 
 Every sub-command's handler returns an exit code; user errors print one line and exit with
 2 (bad arguments or config) or 1 (the run itself failed), never a traceback.
