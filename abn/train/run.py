@@ -37,6 +37,7 @@ from .state import (
     STATE_NAME,
     WEIGHTS_NAME,
     ResumePaths,
+    check_same_epoch,
     load_state,
     load_weights_into,
     rng_state,
@@ -203,6 +204,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     optimizer = build_optimizer(raw, cfg, device)
     if resume:
         state = load_state(resume.state)
+        check_same_epoch(resume, state)
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start_epoch, elapsed = int(state["epoch"]), float(state.get("elapsed", 0.0))

@@ -91,3 +91,19 @@ def load_weights_into(model: nn.Module, path: str | Path) -> None:
             f"({model.spec.num_classes})"
         )
     model.load_state_dict(saved.state_dict())
+
+
+def check_same_epoch(paths: ResumePaths, state: dict[str, Any]) -> None:
+    """Refuse weights and training state written at different epochs.
+
+    They are two atomic writes, so a run killed between them leaves one epoch ahead.
+    """
+    from abn.checkpoint import read_card
+
+    weights_epoch = read_card(paths.weights).training.get("epochs")
+    if weights_epoch is not None and int(weights_epoch) != int(state["epoch"]):
+        raise ResumeError(
+            f"cannot resume from {paths.run_dir}: {paths.weights.name} is from epoch "
+            f"{weights_epoch} but {paths.state.name} from epoch {state['epoch']} (the run was "
+            "stopped between the two writes); restart the run or restore a matching pair"
+        )

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from abn.checkpoint import read_card
 from abn.train import load_config, resolve_resume, train
-from abn.train.state import STATE_NAME, ResumeError, load_state
+from abn.train.state import STATE_NAME, ResumeError, load_state, save_state
 
 
 class Interrupt(Exception):
@@ -60,3 +60,15 @@ def test_state_file_refuses_pickled_code(tmp_path: Path) -> None:
     torch.save({"version": 1, "evil": Interrupt()}, path)
     with pytest.raises(ResumeError, match="not a readable training state"):
         load_state(path)
+
+
+def test_resume_refuses_weights_and_state_from_different_epochs(tiny_config) -> None:
+    cfg = tiny_config(name="torn", limit_train=32, batch_size=16)
+    with pytest.raises(Interrupt):
+        train(cfg, on_epoch_end=_stop_after_first_epoch)
+    run = cfg.run_dir()
+    state = load_state(run / STATE_NAME)
+    state["epoch"] = 0  # as if killed after writing epoch 1's weights, before its state
+    save_state(run / STATE_NAME, state)
+    with pytest.raises(ResumeError, match="epoch 1 but last.state.pt from epoch 0"):
+        train(load_config(run / "config.toml"), resume=resolve_resume(run))
