@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2.functional import pil_to_tensor
 
@@ -102,8 +101,3 @@ def _check_folder(path: Path, what: str) -> None:
         raise DataError(f"{path}: {what} does not exist")
     if not path.is_dir():
         raise DataError(f"{path}: {what} is not a folder")
-
-
-def targets_tensor(targets: Sequence[int]) -> torch.Tensor:
-    """Class indices as a ``long`` tensor."""
-    return torch.as_tensor(list(targets), dtype=torch.long)

@@ -7,36 +7,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from PIL import Image
 
+from abn.data.images import ImageReadError, is_image_file, read_image
+
 from .base import TargetSpec, list_methods
 from .engine import explain_many
 from .preprocess import preprocess_for
 from .render import COLORMAPS, overlay, save_map_npy
-
-try:  # the project's safe reader; a plain PIL fallback keeps this module importable alone
-    from abn.data.images import ImageReadError, is_image_file, read_image
-except ImportError:  # pragma: no cover - only while abn.data is being written
-    ImageReadError = ValueError  # type: ignore[assignment,misc]
-
-    def is_image_file(path: str | os.PathLike[str]) -> bool:
-        name = os.path.basename(os.fspath(path))
-        return not name.startswith(".") and name.lower().endswith(
-            (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-        )
-
-    def read_image(source, *, max_pixels=None, name=None) -> Image.Image:
-        try:
-            with Image.open(source) as img:
-                return img.convert("RGB")
-        except Exception as exc:
-            raise ImageReadError(f"{name or source}: cannot read image ({exc})") from None
-
 
 CSV_FIELDS = (
     "file",
