@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from abn.card import ModelCard
-from abn.data import SUPPORTED_EXTENSIONS, DataError, build_dataset, dataset_info, read_image
+from abn.data import DataError, build_dataset, dataset_info, read_image
 from abn.data.transforms import transform_for
 from abn.embeddings import sample_indices
 from abn.explain.render import denormalize, png_bytes
@@ -19,7 +19,9 @@ from abn.explain.render import denormalize, png_bytes
 from .config import data_root
 from .errors import report
 
-UPLOAD_TYPES = sorted({e.lstrip(".") for e in SUPPORTED_EXTENSIONS})
+# Shown to users; uploads are not filtered by extension (the reader judges the bytes, so an SVG
+# or a renamed PDF gets a specific message instead of the browser's generic refusal).
+UPLOAD_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 GALLERY_SIZE = 12
 # skimage.data samples that ship with the package (no download): name → (loader, crop box).
 SAMPLES: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {
@@ -127,10 +129,9 @@ def image_picker(
     if source == "Upload":
         files = st.file_uploader(
             "Upload image" + ("s" if multiple else ""),
-            type=UPLOAD_TYPES,
             accept_multiple_files=multiple,
             key=f"{key}_files",
-            help="JPEG, PNG, WebP, BMP, GIF or TIFF",
+            help=f"{UPLOAD_FORMATS}; other files are refused with the reason",
         )
         files = files if isinstance(files, list) else [files] if files else []
         return _read_uploads(files)

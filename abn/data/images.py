@@ -148,7 +148,42 @@ def _open(data: bytes, label: str) -> Image.Image:
         raise ImageReadError(f"{label}: corrupt image header ({exc})") from exc
 
 
+# Leading bytes of the formats we read: a file that starts like one but cannot be opened is broken.
+_MAGIC = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+# Other files people upload by mistake, named so the message says what the file is.
+_OTHER_FILES = {
+    b"%PDF-": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (or an Office document)",
+    b"%!PS": "a PostScript/EPS file",
+    b"\x00\x00\x01\x00": "an ICO icon",
+    b"8BPS": "a Photoshop (PSD) file",
+}
+
+
+def _broken_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((fmt for magic, fmt in _MAGIC.items() if data.startswith(magic)), None)
+
+
 def _describe_non_image(data: bytes) -> str:
+    fmt = _broken_format(data)
+    if fmt is not None:
+        return f"truncated or corrupt {fmt} file ({len(data):,} bytes), cannot read its header"
+    other = next((what for magic, what in _OTHER_FILES.items() if data.startswith(magic)), None)
+    supported = ", ".join(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
+    if other is not None:
+        return f"is {other}, not a supported image (supported: {supported})"
     head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if b"<svg" in head:
         return "is an SVG (vector) image, which is not supported; convert it to PNG or JPEG"
@@ -156,7 +191,6 @@ def _describe_non_image(data: bytes) -> str:
         return "is an HTML/text document, not an image (renamed file or a saved web page?)"
     if _looks_like_text(data[:2048]):
         return "is a text file, not an image"
-    supported = ", ".join(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
     return f"unknown or unsupported image format (supported: {supported})"
 
 

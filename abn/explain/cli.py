@@ -68,16 +68,23 @@ def parse_target(text: str | None) -> TargetSpec:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def collect_images(sources: Sequence[str]) -> list[Path]:
-    """Files as given, folders expanded (recursively, sorted) to their image files."""
+def collect_images(sources: Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """Files as given, folders expanded (recursively, sorted) to their image files.
+
+    Returns ``(files, skipped)``: ``skipped`` are the files inside folders that have no image
+    extension (named files are always tried, whatever their extension).
+    """
     files: list[Path] = []
+    skipped: list[Path] = []
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p)))
+            inside = sorted(p for p in path.rglob("*") if p.is_file())
+            files.extend(p for p in inside if is_image_file(p))
+            skipped.extend(p for p in inside if not is_image_file(p))
         else:
             files.append(path)
-    return files
+    return files, skipped
 
 
 def _load_model(path: str, device: str):
@@ -103,14 +110,27 @@ def run_explain(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    files, skipped = collect_images(args.images)
+    if skipped:
+        names = ", ".join(p.name for p in skipped[:5]) + (", …" if len(skipped) > 5 else "")
+        print(
+            f"skipped {len(skipped)} file(s) without an image extension: {names}", file=sys.stderr
+        )
+    if not files:
+        print(f"error: no image files in {' '.join(args.images)}", file=sys.stderr)
+        return 2
     out = Path(args.out)
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
-    (out / "maps").mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in ("overlays", "maps"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot write to {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     target = parse_target(args.target)
     failures = 0
     rows: list[dict] = []
     stems: set[str] = set()
-    for batch in _batches(collect_images(args.images), max(1, args.batch_size)):
+    for batch in _batches(files, max(1, args.batch_size)):
         good = []
         for path in batch:
             try:
