@@ -3,6 +3,8 @@
 Add generic fixtures here (documented, session-scoped when expensive); keep area-specific ones in
 ``tests/<area>/conftest.py``.
 
+The whole run is offline: ``tests/offline.py`` lets sockets reach loopback and nothing else.
+
 Fixtures:
     packs_dir: the offline dataset packs, ``<repo>/../shared/data`` (skips if absent).
     data_root: a data root with every offline pack extracted, ``<repo>/.cache/test-data``
@@ -16,9 +18,20 @@ from pathlib import Path
 
 import pytest
 
+from tests import offline
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKS_DIR = REPO_ROOT.parent / "shared" / "data"
 TEST_DATA_ROOT = REPO_ROOT / ".cache" / "test-data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The whole run is offline: sockets reach loopback only (``tests/offline.py``)."""
+    offline.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    offline.uninstall()
 
 
 @pytest.fixture(scope="session")
