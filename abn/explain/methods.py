@@ -8,16 +8,26 @@ low-resolution map scaled to [0, 1]; upsampling is done once, in torch).
 
 from __future__ import annotations
 
-from functools import cache
+import types
+from functools import cache, partial
 from typing import ClassVar
 
 import pytorch_grad_cam as pgc
+import pytorch_grad_cam.ablation_cam
+import pytorch_grad_cam.score_cam
 import torch
+import tqdm
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.base_cam import BaseCAM
 from torch import nn
 
 from .base import Explainer, Pass, pick, register_method
+
+# Score-CAM and Ablation-CAM draw a progress bar per image batch, which floods the terminal and
+# the server log; callers (the CLI, the scorecard, the app) show progress of their own.
+_SILENT_TQDM = types.SimpleNamespace(tqdm=partial(tqdm.tqdm, disable=True))
+for _module in (pytorch_grad_cam.score_cam, pytorch_grad_cam.ablation_cam):
+    _module.tqdm = _SILENT_TQDM
 
 
 @register_method

@@ -185,3 +185,10 @@ def test_object_api_and_aliases(images, make_model):
     assert explainer.layer_name == "perception_branch.body"
     res = explainer(images[0], target=1)
     assert res.maps.shape == (1, 16, 16) and res.method == "gradcam"
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_channel_loop_methods_print_no_progress_bars(method, make_model, capfd):
+    model = make_model("resnet20", "plain", num_classes=4)
+    explain(model, torch.randn(2, 3, 16, 16), method)
+    assert capfd.readouterr().err == ""  # pytorch-grad-cam's per-batch tqdm bars are silenced
