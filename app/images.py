@@ -23,6 +23,7 @@ from .errors import report
 # or a renamed PDF gets a specific message instead of the browser's generic refusal).
 UPLOAD_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 GALLERY_SIZE = 12
+LINK_PARAM = "image"  # ?image=<gallery name or 0-based index>, repeatable: a shareable link
 # skimage.data samples that ship with the package (no download): name → (loader, crop box).
 SAMPLES: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {
     "astronaut": ("astronaut", None),
@@ -134,16 +135,57 @@ def image_picker(
             help=f"{UPLOAD_FORMATS}; other files are refused with the reason",
         )
         files = files if isinstance(files, list) else [files] if files else []
+        share_link([])
         return _read_uploads(files)
     items, origin = gallery(card, faces)
     names = [p.name for p in items]
     st.caption(f"Gallery: {origin}")
+    linked, unknown = resolve_link(st.query_params.get_all(LINK_PARAM), names)
+    if unknown:
+        st.warning(
+            f"Not in this gallery ({origin}): {', '.join(repr(u) for u in unknown)} — "
+            "from the page's link (`?image=` takes a gallery name or a 0-based index).",
+            icon=":material/link_off:",
+        )
     if multiple:
-        chosen = st.multiselect("Gallery images", names, default=names[:1], key=f"{key}_gallery")
+        chosen = st.multiselect(
+            "Gallery images", names, default=linked or names[:1], key=f"{key}_gallery"
+        )
     else:
-        one = st.selectbox("Gallery image", names, key=f"{key}_gallery")
+        index = names.index(linked[0]) if linked else 0
+        one = st.selectbox("Gallery image", names, index=index, key=f"{key}_gallery")
         chosen = [one] if one else []
+    share_link(chosen)
     return [items[names.index(n)] for n in chosen]
+
+
+def resolve_link(values: list[str], names: list[str]) -> tuple[list[str], list[str]]:
+    """The gallery ``names`` that link ``values`` point at (a name, else a 0-based index), in
+    order and without repeats, and the values that match none."""
+    found: list[str] = []
+    unknown: list[str] = []
+    for value in (v.strip() for v in values):
+        if value in names:
+            name = value
+        elif value.isdigit() and int(value) < len(names):
+            name = names[int(value)]
+        else:
+            unknown.append(value)
+            continue
+        if name not in found:
+            found.append(name)
+    return found, unknown
+
+
+def share_link(chosen: list[str]) -> None:
+    """Keep ``?image=…`` in the page's URL in step with the gallery selection (so the address
+    bar is a link to what is shown); no gallery image, no parameter."""
+    if st.query_params.get_all(LINK_PARAM) == chosen:
+        return
+    if chosen:
+        st.query_params[LINK_PARAM] = chosen
+    else:
+        del st.query_params[LINK_PARAM]
 
 
 def to_input(image: Image.Image, card: ModelCard) -> tuple[torch.Tensor, np.ndarray]:
