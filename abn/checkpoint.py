@@ -6,6 +6,7 @@ SHA-256 of the tensors, stored beside the card, catches tampering and corruption
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -82,13 +83,28 @@ def _state_tensors(model: nn.Module, half: bool) -> dict[str, torch.Tensor]:
     return out
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_process_umask()  # what open() would give (mkstemp's files are 0600)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` so that ``path`` is either the old file or the complete new one."""
+    """Write ``data`` so that ``path`` is either the old file or the complete new one.
+
+    The bytes go to a hidden temporary file in the same folder, are flushed to disk, and replace
+    ``path`` in one rename (then the folder entry is flushed too); a failed write leaves no
+    temporary file. The file gets the usual permissions (``0o666`` less the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _FILE_MODE)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -96,6 +112,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def save(

@@ -78,7 +78,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         metavar="RUN_DIR_OR_FILE",
-        help="continue a run from its last.safetensors + last.state.pt",
+        help="continue a run from its last complete epoch (last.state.pt)",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run_train)

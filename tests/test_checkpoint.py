@@ -1,6 +1,8 @@
 """Checkpoints: exact round trips for every model, clear refusals, never executing code."""
 
+import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -189,3 +191,11 @@ def test_round_trip_heavy_models(tmp_path, name):
     x = input_for(name, batch=1)
     with torch.no_grad():
         assert torch.equal(model(x).logits, loaded(x).logits)
+
+
+def test_saved_file_has_the_usual_permissions(tmp_path, trained_like):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = abn.save(trained_like, tmp_path / "m.safetensors")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -72,7 +72,32 @@ def test_unwritable_output_folder_fails_early(tmp_path: Path, data_root: Path, c
     argv = ["train", "--data-root", str(data_root), "--limit-train", "8", "--limit-test", "8",
             "--out", str(blocker), "--quiet", "--workers", "0"]  # fmt: skip
     assert main(argv) == 1
-    assert f"cannot write to output folder {blocker}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"error: cannot write to output folder {blocker}" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="root writes into read-only folders: chmod cannot make the folder unwritable",
+)
+def test_resuming_a_read_only_run_folder_fails_early(
+    tmp_path: Path, data_root: Path, capsys
+) -> None:
+    argv = ["train", "--data-root", str(data_root), "--limit-train", "16", "--limit-test", "8",
+            "--epochs", "2", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path),
+            "--name", "ro", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    run = tmp_path / "ro"
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    run.chmod(0o555)
+    try:
+        assert main(["train", "--resume", str(run)]) == 1
+    finally:
+        run.chmod(0o755)
+    err = capsys.readouterr().err
+    assert f"error: cannot write to output folder {run}: Permission denied" in err
+    assert "Traceback" not in err
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
 
 
 def test_train_then_eval_then_card_end_to_end(tmp_path: Path, data_root: Path, capsys) -> None:

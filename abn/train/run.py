@@ -3,7 +3,13 @@
 ``train(cfg)`` is what ``python -m abn train`` calls; under ``torchrun`` every process runs it
 and only rank 0 writes. Layout of ``<out>/<name>/``::
 
-    config.toml  metrics.csv  last.safetensors  last.state.pt  final.safetensors  [tb/]
+    config.toml  metrics.csv  last.state.pt  last.safetensors  final.safetensors  [tb/]
+
+Every file is written atomically (temp file, fsync, rename), so a run killed at any moment
+leaves each name holding either its previous or its new complete content. ``last.state.pt``
+(weights + optimizer + RNG of one epoch, see :mod:`.state`) is the resume point and is
+written right after ``metrics.csv``'s row of that epoch; resuming drops rows past it and the
+temp files a kill left behind.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,15 +44,19 @@ from .state import (
     STATE_NAME,
     WEIGHTS_NAME,
     ResumePaths,
-    check_same_epoch,
     load_state,
-    load_weights_into,
+    model_state,
+    remove_stale_temp_files,
+    restore_model,
     rng_state,
     save_state,
     set_rng_state,
 )
 
 MIN_FREE_BYTES = 50 * 2**20
+# the new state (weights + optimizer buffers, up to 3x the weights with Adam), the new
+# last.safetensors and final.safetensors, written while the previous ones still exist
+CHECKPOINT_SPACE_FACTOR = 6
 
 
 class TrainError(RuntimeError):
@@ -88,6 +99,11 @@ def hardware(device: torch.device | None = None) -> str:
     return platform.processor() or platform.machine()
 
 
+def free_bytes(path: Path) -> int:
+    """Free space for an unprivileged writer on ``path``'s file system."""
+    return shutil.disk_usage(path).free
+
+
 def check_writable(run_dir: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
     """Fail early, with the folder named, when outputs cannot be written."""
     try:
@@ -99,12 +115,36 @@ def check_writable(run_dir: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
         raise TrainError(
             f"cannot write to output folder {run_dir}: {exc.strerror or exc}"
         ) from None
-    free = shutil.disk_usage(run_dir).free
+    free = free_bytes(run_dir)
     if free < need_bytes:
         raise TrainError(
             f"not enough free disk space in {run_dir}: {free / 2**20:.0f} MiB free, "
             f"{need_bytes / 2**20:.0f} MiB needed for checkpoints"
         )
+
+
+class _Saving:
+    """Turns a failed write (full disk, folder made read-only) into a :class:`TrainError`
+    that says which epoch ``--resume`` will continue from."""
+
+    def __init__(self, run_dir: Path, saved_epoch: int) -> None:
+        self.run_dir, self.saved_epoch = run_dir, saved_epoch
+
+    @contextmanager
+    def __call__(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if self.saved_epoch:
+                keep = (
+                    f"the checkpoint of epoch {self.saved_epoch} is intact: free space, then "
+                    f"continue with `python -m abn train --resume {self.run_dir}`"
+                )
+            else:
+                keep = "no epoch was saved yet: free space and start the run again"
+            raise TrainError(
+                f"cannot write {what} in {self.run_dir}: {exc.strerror or exc}; {keep}"
+            ) from exc
 
 
 def _model_bytes(model: nn.Module) -> int:
@@ -190,25 +230,28 @@ def train(
 
 def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     run_dir = resume.run_dir if resume else cfg.run_dir()
+    if dist.is_main:  # before loading data, which may take long
+        check_writable(run_dir)
     cl = _use_channels_last(cfg, device)
     data = build_data(cfg, device, dist, channels_last=cl)
     raw = build_model(cfg, data.info.num_classes)
     _check_task(raw, data.info.task, cfg.data)
     if dist.is_main:
-        check_writable(run_dir, max(MIN_FREE_BYTES, 4 * _model_bytes(raw)))
+        check_writable(run_dir, max(MIN_FREE_BYTES, CHECKPOINT_SPACE_FACTOR * _model_bytes(raw)))
+        remove_stale_temp_files(run_dir)
     distributed.barrier()
     start_epoch, stats, elapsed = 0, [], 0.0
-    if resume:
-        load_weights_into(raw, resume.weights)
+    state = load_state(resume.state) if resume else None
+    if state is not None:
+        restore_model(raw, resume, state)
     raw.to(device, memory_format=torch.channels_last if cl else torch.preserve_format)
     optimizer = build_optimizer(raw, cfg, device)
-    if resume:
-        state = load_state(resume.state)
-        check_same_epoch(resume, state)
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start_epoch, elapsed = int(state["epoch"]), float(state.get("elapsed", 0.0))
         stats = [EpochStats(**s) for s in state.get("stats", [])]
+        del state  # its copy of the weights and optimizer
     model: nn.Module = raw
     if dist.enabled:
         model = DistributedDataParallel(
@@ -216,12 +259,19 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         )
     if cfg.compile:
         model = torch.compile(model)
+    saving = _Saving(run_dir, start_epoch)
     if dist.is_main:
-        atomic_write_bytes(run_dir / "config.toml", to_toml(cfg).encode())
+        config = to_toml(cfg).encode()
+        with saving("config.toml"):
+            atomic_write_bytes(run_dir / "config.toml", config)
     log = MetricsLog(run_dir, start_epoch) if dist.is_main else None
     show = not cfg.quiet and dist.is_main
-    if show and start_epoch:
-        print(f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
+    if show and resume:
+        print(
+            f"resuming {run_dir} from the checkpoint of epoch {start_epoch}: epoch "
+            f"{start_epoch + 1}/{cfg.epochs} next",
+            file=sys.stderr,
+        )
     t0 = time.perf_counter() - elapsed
     test: EvalResult | None = None
     for epoch in range(start_epoch, cfg.epochs):
@@ -238,20 +288,23 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         if last or (epoch + 1) % cfg.eval_every == 0:
             test = _test(model, raw, data, cfg, device, show)
         if dist.is_main:
-            _log_epoch(log, epoch, lr, epoch_stats, test, show)
+            with saving("metrics.csv"):
+                _log_epoch(log, epoch, lr, epoch_stats, test, show)
+            snapshot = {
+                "epoch": epoch + 1,
+                "model": model_state(raw),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng_state(),
+                "loader": data.train.state_dict(),
+                "elapsed": time.perf_counter() - t0,
+                "stats": [vars(s) for s in stats],
+            }
+            with saving(STATE_NAME):
+                save_state(run_dir / STATE_NAME, snapshot)
+            saving.saved_epoch = epoch + 1
             card = make_card(cfg, raw, data, training={"epochs": epoch + 1})
-            save(raw, run_dir / WEIGHTS_NAME, card)
-            save_state(
-                run_dir / STATE_NAME,
-                {
-                    "epoch": epoch + 1,
-                    "optimizer": optimizer.state_dict(),
-                    "rng": rng_state(),
-                    "loader": data.train.state_dict(),
-                    "elapsed": time.perf_counter() - t0,
-                    "stats": [vars(s) for s in stats],
-                },
-            )
+            with saving(WEIGHTS_NAME):
+                save(raw, run_dir / WEIGHTS_NAME, card)
         distributed.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch, epoch_stats)
@@ -263,7 +316,8 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         training = _training_info(cfg, device, dist, stats, wall, command, cfg.epochs)
         metrics = {f"{data.info.name}/{data.test_split}": test.as_dict()}
         card = make_card(cfg, raw, data, metrics=metrics, training=training)
-        final = save(raw, run_dir / "final.safetensors", card)
+        with saving("final.safetensors"):
+            final = save(raw, run_dir / "final.safetensors", card)
         log.close()
         if show:
             print(format_result(test, f"{cfg.name}: {data.info.name}/{data.test_split}"))

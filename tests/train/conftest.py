@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from abn.train import TrainConfig, load_config
 
@@ -34,3 +35,12 @@ def tiny_config(data_root: Path, tmp_path: Path):
         return load_config(None, [f"{k}={_toml_value(v)}" for k, v in values.items()])
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one CPU thread for the test: as fast for tiny models, far faster on a busy box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
