@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import abn
+from abn.card import ModelCard
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +38,17 @@ def images():
 def make_model():
     """The :func:`tiny` model factory."""
     return tiny
+
+
+@pytest.fixture
+def checkpoint(tmp_path, make_model):
+    """A saved 3-class (cat/dog/bird) ResNet-20 ABN at 16 px with its card."""
+    model = make_model("resnet20", "abn", num_classes=3)
+    card = ModelCard(
+        arch="resnet20",
+        variant="abn",
+        num_classes=3,
+        class_names=["cat", "dog", "bird"],
+        input_size=(16, 16),
+    )
+    return abn.save(model, tmp_path / "model.safetensors", card)

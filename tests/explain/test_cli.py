@@ -8,8 +8,6 @@ import csv
 import numpy as np
 from PIL import Image
 
-import abn
-from abn.card import ModelCard
 from abn.explain.cli import add_explain_parser
 
 
@@ -20,20 +18,8 @@ def _main(argv: list[str]) -> int:
     return args.func(args)
 
 
-def _checkpoint(tmp_path, make_model):
-    model = make_model("resnet20", "abn", num_classes=3)
-    card = ModelCard(
-        arch="resnet20",
-        variant="abn",
-        num_classes=3,
-        class_names=["cat", "dog", "bird"],
-        input_size=(16, 16),
-    )
-    return abn.save(model, tmp_path / "model.safetensors", card)
-
-
-def test_cli_writes_outputs_and_reports_bad_images(tmp_path, make_model, capsys):
-    ckpt = _checkpoint(tmp_path, make_model)
+def test_cli_writes_outputs_and_reports_bad_images(tmp_path, checkpoint, capsys):
+    ckpt = checkpoint
     folder = tmp_path / "images"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -62,8 +48,8 @@ def test_cli_writes_outputs_and_reports_bad_images(tmp_path, make_model, capsys)
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
 
 
-def test_cli_rejects_unusable_method(tmp_path, make_model, capsys):
-    ckpt = _checkpoint(tmp_path, make_model)
+def test_cli_rejects_unusable_method(tmp_path, checkpoint, capsys):
+    ckpt = checkpoint
     img = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(img)
     code = _main(["explain", "--model", str(ckpt), "--images", str(img), "--methods", "cam",

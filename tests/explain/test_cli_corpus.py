@@ -10,28 +10,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-import abn
-from abn.card import ModelCard
 from abn.explain.cli import main
 from tests.corpus import write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def checkpoint(tmp_path: Path, make_model) -> Path:
-    model = make_model("resnet20", "abn", num_classes=3)
-    card = ModelCard(
-        arch="resnet20",
-        variant="abn",
-        num_classes=3,
-        class_names=["cat", "dog", "bird"],
-        input_size=(16, 16),
-    )
-    return abn.save(model, tmp_path / "model.safetensors", card)
 
 
 def error_lines(err: str) -> dict[str, str]:

@@ -1,0 +1,75 @@
+"""Print Markdown tables (for README.md) from ``python -m abn scorecard`` output folders.
+
+python scripts/scorecard_table.py artifacts/scorecard/cifar10 artifacts/scorecard/imagenette
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = [  # summary column, header, decimals
+    ("deletion_auc", "deletion AUC ↓", 3),
+    ("insertion_auc", "insertion AUC ↑", 3),
+    ("avg_drop", "Average Drop % ↓", 1),
+    ("increase", "Increase in Conf. % ↑", 1),
+    ("road_morf", "ROAD MoRF ↓", 3),
+    ("road_lerf", "ROAD LeRF ↑", 3),
+    ("seconds_per_image", "s / image", 3),
+]
+
+
+def cell(row: pd.Series, column: str, decimals: int) -> str:
+    if column not in row or pd.isna(row[column]):
+        return "—"
+    ci = row.get(f"{column}_ci95")
+    text = f"{row[column]:.{decimals}f}"
+    return (
+        text
+        if ci is None or pd.isna(ci) or column == "seconds_per_image"
+        else (f"{text} ± {ci:.{decimals}f}")
+    )
+
+
+def sanity_cell(checks: dict, method: str) -> str:
+    found = checks.get("sanity", {}).get(method)
+    if not found:
+        return "—"
+    return "pass" if found["verdict"] == "pass" else "**fail**"
+
+
+def table(folder: Path) -> str:
+    summary = pd.read_csv(folder / "summary.csv")
+    checks_path = folder / "checks.json"
+    checks = json.loads(checks_path.read_text()) if checks_path.exists() else {}
+    columns = [c for c in COLUMNS if c[0] in summary.columns]
+    head = ["method (model)", "n", *(h for _, h, _ in columns), "sanity check"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in summary.iterrows():
+        cells = [row["method"], str(int(row["n"]))]
+        cells += [cell(row, c, d) for c, _, d in columns]
+        cells.append(sanity_cell(checks, row["method"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    interventions = checks.get("intervention")
+    if interventions:
+        parts = [
+            f"{name}: probability drop {v['drop']:.3f}, prediction flipped {100 * v['flipped']:.1f}%"
+            for name, v in interventions.items()
+        ]
+        lines.append("")
+        lines.append("ABN intervention (own map replaced by) — " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    for folder in parser.parse_args().folders:
+        print(f"**{folder.name}**\n\n{table(folder)}\n")
+
+
+if __name__ == "__main__":
+    main()
