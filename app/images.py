@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from abn.card import ModelCard
-from abn.data import DataError, build_dataset, dataset_info, read_image
+from abn.data import DataError, build_dataset, evaluation_split, read_image
 from abn.data.transforms import transform_for
 from abn.embeddings import sample_indices
 from abn.explain.render import denormalize, png_bytes
@@ -89,9 +89,7 @@ def _dataset_gallery(dataset: str, split: str, root: str) -> list[tuple[str, byt
 
 def eval_split(card: ModelCard) -> str:
     """The split to show and embed: the card's test split, else the dataset's eval split."""
-    info = dataset_info(card.dataset)
-    named = (card.splits or {}).get("test")
-    return named if named in info.splits else info.eval_split
+    return evaluation_split(card.dataset, (card.splits or {}).get("test"))
 
 
 def gallery(card: ModelCard | None, faces: bool = False) -> tuple[list[Picked], str]:

@@ -24,6 +24,7 @@ from abn.data.registry import (
     build_dataset,
     dataset_info,
     dataset_location,
+    evaluation_split,
     list_datasets,
     register_dataset,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "dataset_location",
     "default_data_root",
     "default_packs_dir",
+    "evaluation_split",
     "is_image_file",
     "list_datasets",
     "load_into_memory",

@@ -249,6 +249,12 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None) -> Datas
     return info
 
 
+def evaluation_split(dataset: str, named: str | None = None) -> str:
+    """``named`` (e.g. a model card's test split) when ``dataset`` has it, else its eval split."""
+    info = dataset_info(dataset)
+    return named if named in info.splits else info.eval_split
+
+
 def build_dataset(
     name: str,
     split: str,

@@ -30,9 +30,9 @@ def add_scorecard_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="ABN checkpoint")
     p.add_argument("--baseline", help="plain baseline checkpoint (Grad-CAM family)")
     p.add_argument("--cam", help="CAM-variant checkpoint (method 'cam')")
-    p.add_argument("--data", required=True, help="dataset name (python -m abn data info)")
+    p.add_argument("--data", help="dataset name (default: the one in the model's card)")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", help="default: the card's test split, else the dataset's eval split")
     p.add_argument("--n", type=int, default=1000, help="images (a seeded random sample)")
     p.add_argument("--methods", default="abn,cam,gradcam,gradcam++,scorecam")
     p.add_argument("--metrics", default="deletion,insertion,confidence",
@@ -77,6 +77,7 @@ def parse_methods(text: str, models: dict[str, nn.Module]) -> list[Entry]:
 
 def run_scorecard(args: argparse.Namespace) -> int:
     from abn.checkpoint import load
+    from abn.data import evaluation_split
 
     device = torch.device(args.device)
     try:
@@ -86,8 +87,13 @@ def run_scorecard(args: argparse.Namespace) -> int:
         unknown = set(metrics) - set(METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
+        card = models["model"].card
+        args.data = args.data or card.dataset
+        if not args.data:
+            raise ValueError("the model's card names no dataset; give --data")
+        args.split = args.split or evaluation_split(args.data, (card.splits or {}).get("test"))
         batches, n, total = sample_batches(
-            models["model"].card,
+            card,
             args.data,
             args.split,
             args.n,

@@ -53,3 +53,11 @@ def test_scorecard_refuses_a_method_without_its_model(checkpoints, data_root, tm
                  "--methods", "abn@baseline", "--out", str(tmp_path)])  # fmt: skip
     assert code == 2
     assert "cannot explain" in capsys.readouterr().err
+
+
+def test_scorecard_takes_dataset_and_split_from_the_card(checkpoints, data_root, tmp_path, capsys):
+    code = main(["scorecard", "--model", str(checkpoints["abn"]), "--data-root", str(data_root),
+                 "--n", "2", "--steps", "2", "--methods", "abn", "--out", str(tmp_path),
+                 "--quiet", "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    assert "2 images of cifar10/test" in capsys.readouterr().out
