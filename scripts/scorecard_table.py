@@ -59,8 +59,13 @@ def table(folder: Path) -> str:
             f"{name}: probability drop {v['drop']:.3f}, prediction flipped {100 * v['flipped']:.1f}%"
             for name, v in interventions.items()
         ]
+        n = next(iter(interventions.values())).get("n", "?")
         lines.append("")
-        lines.append("ABN intervention (own map replaced by) — " + "; ".join(parts) + ".")
+        lines.append(
+            f"ABN intervention on {n} images, own map replaced by a map that is "
+            + "; ".join(parts)
+            + "."
+        )
     return "\n".join(lines)
 
 

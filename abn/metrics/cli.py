@@ -149,12 +149,15 @@ def _extras(args, models, entries, batches) -> dict:
                                          "steps": [vars(s) for s in rep.steps]}  # fmt: skip
             print(f"sanity {e.label}: {rep.verdict}")
     if args.intervention:
-        res = attention_intervention(models["model"], images)
+        parts = [attention_intervention(models["model"], imgs) for _, imgs, _ in batches()]
         extras["intervention"] = {
-            k: {m: float(v.mean()) for m, v in d.items()} for k, d in res.items()
-        }
+            kind: {m: float(torch.cat([p[kind][m].float() for p in parts]).mean())
+                   for m in parts[0][kind]} | {"n": sum(len(imgs) for _, imgs, _ in batches())}
+            for kind in parts[0]
+        }  # fmt: skip
         for kind, d in extras["intervention"].items():
             print(
-                f"intervention {kind}: drop {d['drop']:.3f}, flipped {d['flipped']:.1%}, KL {d['kl']:.3f}"
+                f"intervention {kind} ({d['n']} images): drop {d['drop']:.3f}, "
+                f"flipped {d['flipped']:.1%}, KL {d['kl']:.3f}"
             )
     return extras
