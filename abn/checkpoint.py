@@ -77,8 +77,8 @@ def _state_tensors(model: nn.Module, half: bool) -> dict[str, torch.Tensor]:
     out = {}
     for name, t in model.state_dict().items():
         t = t.detach().to("cpu")
-        if half and t.is_floating_point():
-            t = t.to(torch.float16)
+        if half and t.is_floating_point() and t.dim() >= 2:
+            t = t.to(torch.float16)  # conv/linear weights; BN statistics and biases stay fp32
         out[name] = t.contiguous().clone()
     return out
 
@@ -103,8 +103,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _FILE_MODE)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -129,7 +129,8 @@ def save(
 ) -> Path:
     """Save weights and card to one ``.safetensors`` file, atomically.
 
-    ``half=True`` stores floating-point tensors in float16 (they load back as float32).
+    ``half=True`` stores conv and linear weights in float16 (they load back as float32); BatchNorm
+    statistics and biases stay float32, since fp16 cannot hold tiny running variances.
     """
     card = card or card_for(model)
     tensors = _state_tensors(model, half)

@@ -7,6 +7,7 @@ import stat
 import pytest
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
 import abn
 from abn.card import ModelCard
@@ -80,6 +81,16 @@ def test_half_precision_storage(tmp_path, trained_like):
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).logits, trained_like(x).logits, atol=5e-2, rtol=5e-2)
+
+
+def test_half_precision_keeps_batchnorm_statistics_exact(tmp_path, trained_like):
+    bn = next(m for m in trained_like.modules() if isinstance(m, nn.BatchNorm2d))
+    bn.running_var.fill_(2.6e5)  # a real stem BN (Imagenette ResNet-18): beyond fp16's 65504
+    loaded = abn.load(abn.save(trained_like, tmp_path / "half.safetensors", half=True))
+    back = dict(loaded.named_buffers())
+    for name, buf in trained_like.named_buffers():
+        if buf.is_floating_point():
+            assert torch.equal(back[name], buf), name  # fp32, not inf or rounded
 
 
 def test_missing_file(tmp_path):
