@@ -55,14 +55,17 @@ def table(folder: Path) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     interventions = checks.get("intervention")
     if interventions:
+        names = {"uniform": "a uniform map", "inverted": "its inverse",
+                 "shuffled": "another image's map"}  # fmt: skip
         parts = [
-            f"{name}: probability drop {v['drop']:.3f}, prediction flipped {100 * v['flipped']:.1f}%"
-            for name, v in interventions.items()
+            f"{names.get(kind, kind)}: probability drop {v['drop']:.3f}, prediction changed "
+            f"{100 * v['flipped']:.1f}%"
+            for kind, v in interventions.items()
         ]
         n = next(iter(interventions.values())).get("n", "?")
         lines.append("")
         lines.append(
-            f"ABN intervention on {n} images, own map replaced by a map that is "
+            f"ABN intervention ({n} images), its own attention map replaced by "
             + "; ".join(parts)
             + "."
         )
