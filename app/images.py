@@ -138,7 +138,10 @@ def image_picker(
     items, origin = gallery(card, faces)
     names = [p.name for p in items]
     st.caption(f"Gallery: {origin}")
-    linked, unknown = resolve_link(st.query_params.get_all(LINK_PARAM), names)
+    widget = f"{key}_gallery"
+    switched = _gallery_switched(widget, origin)
+    links = [] if switched else st.query_params.get_all(LINK_PARAM)
+    linked, unknown = resolve_link(links, names)
     if unknown:
         st.warning(
             f"Not in this gallery ({origin}): {', '.join(repr(u) for u in unknown)} — "
@@ -146,15 +149,25 @@ def image_picker(
             icon=":material/link_off:",
         )
     if multiple:
-        chosen = st.multiselect(
-            "Gallery images", names, default=linked or names[:1], key=f"{key}_gallery"
-        )
+        chosen = st.multiselect("Gallery images", names, default=linked or names[:1], key=widget)
     else:
         index = names.index(linked[0]) if linked else 0
-        one = st.selectbox("Gallery image", names, index=index, key=f"{key}_gallery")
+        one = st.selectbox("Gallery image", names, index=index, key=widget)
         chosen = [one] if one else []
     share_link(chosen)
     return [items[names.index(n)] for n in chosen]
+
+
+def _gallery_switched(widget: str, origin: str) -> bool:
+    """Whether the gallery behind ``widget`` changed (another model's dataset): then the old
+    choice and the old link are stale, and the widget starts again from its default."""
+    seen = f"{widget}_origin"
+    previous = st.session_state.get(seen)
+    st.session_state[seen] = origin
+    if previous is None or previous == origin:
+        return False
+    st.session_state.pop(widget, None)
+    return True
 
 
 def resolve_link(values: list[str], names: list[str]) -> tuple[list[str], list[str]]:

@@ -105,6 +105,23 @@ def test_inspect_widgets_change_the_output(app_env):
     assert [s.value for s in at.subheader] == ["coffee", "rocket"]
 
 
+def test_switching_to_another_datasets_model_starts_its_gallery_afresh(
+    app_env, tiny_cifar, tmp_path, monkeypatch
+):
+    folder = tmp_path / "two-datasets"
+    folder.mkdir()
+    make_checkpoint(folder, "abn")  # cifar10: the gallery of the tiny CIFAR tree
+    make_checkpoint(folder, "abn", "svhn")  # no SVHN data: the bundled sample photos
+    monkeypatch.setenv("ABN_ASSETS_DIR", str(folder))
+    at = run_page("pages/1_Inspect.py")
+    assert at.subheader[0].value.startswith("test #")
+    picker = at.selectbox(key="inspect_model")
+    picker.set_value(next(o for o in picker.options if "svhn" in str(o))).run()
+    assert_clean(at)
+    assert not at.warning  # the old link (a CIFAR image) is not reported as unknown
+    assert [s.value for s in at.subheader] == ["astronaut"]  # not an empty selection
+
+
 def test_inspect_uploads_several_formats(app_env):
     files = [
         ("red.png", png(), "image/png"),
