@@ -50,6 +50,15 @@ def streamlit_server(
     env: dict[str, str], log: Path | None = None, extra: tuple[str, ...] = ()
 ) -> Iterator[str]:
     """``streamlit run Home.py`` on a free port; yields its URL once healthy, stops it after."""
+    with streamlit_process(env, log, extra) as (url, _):
+        yield url
+
+
+@contextmanager
+def streamlit_process(
+    env: dict[str, str], log: Path | None = None, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """:func:`streamlit_server`, yielding ``(url, process)`` (for tests that watch the process)."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "streamlit", "run", "Home.py",
@@ -63,7 +72,7 @@ def streamlit_server(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:

@@ -13,6 +13,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 from pathlib import Path
@@ -27,6 +28,16 @@ from abn.checkpoint import card_for
 from abn.data.registry import CELEBA_ATTRIBUTES, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def screenshots_driver():
+    """``scripts/screenshots.py`` as a module: the Streamlit server and browser driver."""
+    spec = importlib.util.spec_from_file_location(
+        "screenshots", REPO / "scripts" / "screenshots.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_checkpoint(folder: Path, variant: str, dataset: str = "cifar10", **card) -> Path:

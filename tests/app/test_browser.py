@@ -8,28 +8,18 @@ no dataset. Skips only when Chromium or Playwright is missing.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, screenshots_driver
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "artifacts" / "screenshots"
 
 
-def _driver():
-    spec = importlib.util.spec_from_file_location(
-        "screenshots", REPO / "scripts" / "screenshots.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_page_in_chromium(assets, tmp_path):
-    driver = _driver()
+    driver = screenshots_driver()
     if not Path(driver.CHROMIUM).exists():
         pytest.skip(f"Chromium not installed at {driver.CHROMIUM} (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed")

@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -42,7 +39,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.testing.v1 import AppTest
 from websockets.sync.client import ClientConnection, connect
 
-from .conftest import REPO, png
+from .conftest import REPO, png, screenshots_driver
 
 TIMEOUT = 120
 SESSIONS = 8
@@ -211,12 +208,6 @@ def test_eight_apptest_sessions_match_their_solo_runs(app_env, tiny_cifar, monke
 # ----------------------------------------------------------------------------- real server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Server:
     url: str
@@ -252,36 +243,10 @@ def server(assets, tiny_cifar_root, tmp_path_factory) -> Iterator[Server]:
     """``streamlit run Home.py`` on a free loopback port, on the fixtures' models and data."""
     folder = tmp_path_factory.mktemp("server")
     shutil.copytree(tiny_cifar_root, folder / "data")
-    port = free_port()
-    env = {
-        **os.environ,
-        "ABN_ASSETS_DIR": str(assets),
-        "ABN_DATA_ROOT": str(folder / "data"),
-        "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
-    }
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port),
-        "--server.address", "127.0.0.1", "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
+    env = {"ABN_ASSETS_DIR": str(assets), "ABN_DATA_ROOT": str(folder / "data")}
     log = folder / "streamlit.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    srv = Server(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while not srv.healthy(timeout=2):
-            assert proc.poll() is None, f"streamlit exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "streamlit never became healthy"
-            time.sleep(0.3)
-        yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    with screenshots_driver().streamlit_process(env, log) as (url, proc):
+        yield Server(url, proc, log)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
