@@ -48,6 +48,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of epochs
     gamma: float = 0.1
+    warmup_epochs: int = 0  # first epochs at lr·gamma (He et al.'s warm-up for deep CIFAR ResNets)
     # speed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "bf16"  # bf16 | fp32
@@ -72,6 +73,7 @@ class TrainConfig:
             (self.workers >= 0, "workers must be >= 0"),
             (self.limit_train >= 0 and self.limit_test >= 0, "limits must be >= 0"),
             (self.eval_every >= 1, "eval_every must be >= 1"),
+            (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
             (all(0 <= m <= 1 for m in self.milestones), "milestones are fractions in [0, 1]"),
             (self.loader in ("auto", "memory", "folder"), "loader is auto, memory or folder"),
             (self.precision in ("bf16", "fp32"), "precision is bf16 or fp32"),
@@ -88,7 +90,9 @@ class TrainConfig:
         return [round(m * self.epochs) for m in self.milestones]
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of 0-based ``epoch`` (step schedule)."""
+        """Learning rate of 0-based ``epoch``: step schedule, after ``warmup_epochs`` at lr·gamma."""
+        if epoch < self.warmup_epochs:
+            return self.lr * self.gamma
         drops = sum(epoch >= m for m in self.milestone_epochs())
         return self.lr * self.gamma**drops
 

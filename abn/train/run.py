@@ -221,6 +221,7 @@ def train(
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels
     dist = distributed.setup(device)
     try:
         return _train(cfg, device, dist, resume, command or " ".join(sys.argv), on_epoch_end)
