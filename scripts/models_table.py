@@ -1,7 +1,12 @@
-"""Print the Markdown table of the shipped models from their cards (for README.md)."""
+"""Print the Markdown table of the shipped models from their cards (for README.md).
+
+python scripts/models_table.py
+python scripts/models_table.py --attributes ABN.safetensors PLAIN.safetensors  # per attribute
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import abn
@@ -28,7 +33,31 @@ def row(path: Path) -> str:
     )
 
 
+def attribute_table(abn_path: Path, plain_path: Path) -> str:
+    """Per-attribute test accuracy of a multi-task ABN beside its plain baseline (Markdown)."""
+    cards = [abn.read_card(p) for p in (abn_path, plain_path)]
+    keys = [f"{c.dataset}/{c.splits.get('test', 'test')}" for c in cards]
+    ours, base = (c.metrics[k]["per_attribute"] for c, k in zip(cards, keys, strict=True))
+    lines = ["| attribute | ABN perception | ABN attention branch | plain | ABN − plain |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name in cards[0].class_names:
+        a, b = ours[name], base[name]
+        delta = a["per"] - b["per"]
+        lines.append(
+            f"| {name} | {a['per']:.2f} | {a['att']:.2f} | {b['per']:.2f} | {delta:+.2f} |"
+        )
+    means = [cards[0].metrics[keys[0]], cards[1].metrics[keys[1]]]
+    delta = means[0]["per_mean_acc"] - means[1]["per_mean_acc"]
+    lines.append(f"| **mean of {len(cards[0].class_names)}** | **{means[0]['per_mean_acc']:.2f}** | "
+                 f"**{means[0]['att_mean_acc']:.2f}** | **{means[1]['per_mean_acc']:.2f}** | "
+                 f"**{delta:+.2f}** |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--attributes"]:
+        print(attribute_table(Path(sys.argv[2]), Path(sys.argv[3])))
+        return
     print("| file | model | test split | perception | attention branch | epochs | "
           "training time, hardware | size |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
