@@ -147,6 +147,20 @@ class _Saving:
             ) from exc
 
 
+def _check_on_main(dist: distributed.DistInfo, check: Callable[[], None]) -> None:
+    """Run a folder check on rank 0 and raise its :class:`TrainError` on every rank, so that
+    under ``torchrun`` no process is left waiting for one that stopped."""
+    error = None
+    if dist.is_main:
+        try:
+            check()
+        except TrainError as exc:
+            error = str(exc)
+    error = distributed.broadcast_object(error)
+    if error:
+        raise TrainError(error)
+
+
 def _model_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
@@ -231,16 +245,19 @@ def train(
 
 def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     run_dir = resume.run_dir if resume else cfg.run_dir()
-    if dist.is_main:  # before loading data, which may take long
-        check_writable(run_dir)
+    _check_on_main(
+        dist, lambda: check_writable(run_dir)
+    )  # before loading data, which may take long
     cl = _use_channels_last(cfg, device)
     data = build_data(cfg, device, dist, channels_last=cl)
     raw = build_model(cfg, data.info.num_classes)
     _check_task(raw, data.info.task, cfg.data)
-    if dist.is_main:
+
+    def room_for_checkpoints() -> None:
         check_writable(run_dir, max(MIN_FREE_BYTES, CHECKPOINT_SPACE_FACTOR * _model_bytes(raw)))
         remove_stale_temp_files(run_dir)
-    distributed.barrier()
+
+    _check_on_main(dist, room_for_checkpoints)
     start_epoch, stats, elapsed = 0, [], 0.0
     state = load_state(resume.state) if resume else None
     if state is not None:

@@ -68,3 +68,22 @@ def test_two_process_gloo_run_matches_the_single_process_loss(data_root: Path, t
     card = read_card(run / "final.safetensors")
     assert card.training["device_count"] == 2
     assert card.metrics["cifar10/test"]["n"] == 30  # test shards reduced over both ranks
+
+
+@pytest.mark.slow
+def test_an_unwritable_out_stops_every_rank_with_the_same_message(data_root: Path, tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(_free_port()), "-m", "abn", "train",
+        "--data", "cifar10", "--data-root", str(data_root), "--limit-train", "64",
+        "--epochs", "1", "--workers", "0", "--out", str(blocker / "runs"), "--quiet",
+        "--set", 'device="cpu"',
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    message = f"cannot write to output folder {blocker / 'runs'}"
+    assert proc.stderr.count(message) == 2, proc.stderr[-3000:]  # rank 0's reason, on both ranks
+    assert "Connection closed" not in proc.stderr and "[rank1]: Traceback" not in proc.stderr
