@@ -131,6 +131,19 @@ class SharedRuntime:
         # Each run patches ``config.get_option`` and restores what it found; interleaved runs
         # would restore each other's patches. One patch around them all restores the original.
         self._config = patch_config_options({"global.appTest": True})
+        # A server compiles each page once, under its one ScriptCache's lock; every AppTest has a
+        # cache of its own, and CPython 3.11's AST constructor is not thread-safe ("AST
+        # constructor recursion depth mismatch"), so compiling goes under one lock here too.
+        from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+
+        compiling = threading.Lock()
+        get_bytecode = ScriptCache.get_bytecode
+
+        def locked_get_bytecode(cache, script_path):
+            with compiling:
+                return get_bytecode(cache, script_path)
+
+        monkeypatch.setattr(ScriptCache, "get_bytecode", locked_get_bytecode)
 
     def __enter__(self):
         self._config.__enter__()
