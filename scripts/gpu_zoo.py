@@ -13,7 +13,7 @@ one run reaches alone. Steps::
 
     python scripts/gpu_zoo.py prepare --packs PACK_DIR     # extract packs, decode caches
     python scripts/gpu_zoo.py probe                         # → runs/zoo-probe.json
-    python scripts/gpu_zoo.py train --budget 420            # plan, train, wait
+    python scripts/gpu_zoo.py train --budget 420 --deadline 480  # plan, train, wait
     python scripts/gpu_zoo.py pack --out OUT --part 1       # fp16 copies, evals, ≤15 MiB pieces
 
 Every run is an ordinary run folder (``runs/<name>``): ``scripts/ship_model.py`` ships it.
@@ -22,6 +22,7 @@ Every run is an ordinary run folder (``runs/<name>``): ``scripts/ship_model.py``
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -270,8 +271,6 @@ def pack(out: Path, part: int, runs: Path, data_root: str, limit: int = 0) -> No
         info = tarfile.TarInfo("evals.json")
         blob = json.dumps(evals, indent=1).encode()
         info.size = len(blob)
-        import io
-
         tar.addfile(info, io.BytesIO(blob))
     split(staging, out)
 

@@ -245,9 +245,8 @@ def train(
 
 def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     run_dir = resume.run_dir if resume else cfg.run_dir()
-    _check_on_main(
-        dist, lambda: check_writable(run_dir)
-    )  # before loading data, which may take long
+    # before loading data, which may take long
+    _check_on_main(dist, lambda: check_writable(run_dir))
     cl = _use_channels_last(cfg, device)
     data = build_data(cfg, device, dist, channels_last=cl)
     raw = build_model(cfg, data.info.num_classes)
