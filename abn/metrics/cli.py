@@ -150,11 +150,11 @@ def _extras(args, models, entries, batches) -> dict:
             print(f"sanity {e.label}: {rep.verdict}")
     if args.intervention:
         parts = [attention_intervention(models["model"], imgs) for _, imgs, _ in batches()]
-        extras["intervention"] = {
-            kind: {m: float(torch.cat([p[kind][m].float() for p in parts]).mean())
-                   for m in parts[0][kind]} | {"n": sum(len(imgs) for _, imgs, _ in batches())}
-            for kind in parts[0]
-        }  # fmt: skip
+        extras["intervention"] = {}
+        for kind in parts[0]:
+            joined = {m: torch.cat([p[kind][m].float() for p in parts]) for m in parts[0][kind]}
+            means = {m: float(v.mean()) for m, v in joined.items()}
+            extras["intervention"][kind] = means | {"n": len(next(iter(joined.values())))}
         for kind, d in extras["intervention"].items():
             print(
                 f"intervention {kind} ({d['n']} images): drop {d['drop']:.3f}, "

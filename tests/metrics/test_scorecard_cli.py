@@ -1,5 +1,7 @@
 """``abn scorecard`` end to end on tiny checkpoints and real CIFAR-10 test images."""
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -41,6 +43,8 @@ def test_scorecard_writes_tables_and_summary(checkpoints, data_root, tmp_path, c
     assert (summary["n"] == 6).all()
     out = capsys.readouterr().out
     assert "deletion_auc ↓" in out and "sanity abn (abn)" in out and "intervention inverted" in out
+    checks = json.loads((tmp_path / "checks.json").read_text())
+    assert {d["n"] for d in checks["intervention"].values()} == {6}  # both batches of 3
 
 
 def test_scorecard_refuses_a_method_without_its_model(checkpoints, data_root, tmp_path, capsys):
