@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from abn.models import ModelOutput
+from abn.precision import autocast_for, resolve_precision
 
 
 @dataclass
@@ -99,13 +99,6 @@ class Accumulator:
                 metrics[f"{branch}_top1_err"] = 100.0 - float(acc[row, 0])
                 metrics[f"{branch}_top5_err"] = 100.0 - float(acc[row, 1])
         return EvalResult(self.task, self.n, metrics, per_attribute)
-
-
-def autocast_for(device: torch.device, precision: str) -> Any:
-    """bf16 autocast on CPU and GPU when ``precision == "bf16"``, else a no-op context."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @torch.no_grad()
@@ -225,6 +218,7 @@ def evaluate_checkpoint(
         if device == "auto" and torch.cuda.is_available()
         else ("cpu" if device == "auto" else device)
     )
+    precision = resolve_precision(precision, dev)
     model = load(checkpoint, map_location=dev)
     card = model.card
     name = data or card.dataset

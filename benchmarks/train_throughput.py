@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from abn.evaluate import autocast_for
 from abn.models import create
+from abn.precision import autocast_for, cpu_capability, native_bf16
 from abn.train.loss import abn_loss
 from abn.train.run import hardware
 
@@ -155,9 +155,13 @@ def main() -> None:
             f"{r['model']:<11}{r['device']:<7}{r['precision']:<6}{r['variant']:<8}"
             f"{r['images_per_s']:>9.1f}{r['cost_vs_plain']:>8.2f}x"
         )
+    cpu_bf16 = "native" if native_bf16(torch.device("cpu")) else "emulated"
+    print(f'CPU: {cpu_capability()}, bf16 {cpu_bf16} (precision = "auto" uses bf16 only if native)')
     meta = {
         "hardware": hardware(torch.device(devices[-1])),
         "threads": torch.get_num_threads(),
+        "cpu_capability": cpu_capability(),
+        "cpu_native_bf16": native_bf16(torch.device("cpu")),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "batch_size": args.batch_size,

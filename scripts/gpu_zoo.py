@@ -126,6 +126,7 @@ def probe_one(group: Group, variant: str, start_at: float, seconds: float) -> di
     import torch
 
     from abn.data.memory import DeviceBatches
+    from abn.precision import resolve_precision
     from abn.train.data import _stored_size, resolve_info
     from abn.train.engine import train_one_epoch
     from abn.train.optim import build_optimizer
@@ -133,6 +134,7 @@ def probe_one(group: Group, variant: str, start_at: float, seconds: float) -> di
 
     cfg = _cfg(group, variant, "")
     device = resolve_device("auto")
+    precision = resolve_precision(cfg.precision, device)
     torch.backends.cudnn.benchmark = True
     info = resolve_info(cfg)
     size = tuple(cfg.input_size) if cfg.input_size else tuple(info.input_size)
@@ -148,12 +150,12 @@ def probe_one(group: Group, variant: str, start_at: float, seconds: float) -> di
                             device=device, channels_last=cl)  # fmt: skip
     model = build_model(cfg, info.num_classes).to(device, memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg, device)
-    train_one_epoch(model, batches, opt, device, cfg.precision)  # warm-up
+    train_one_epoch(model, batches, opt, device, precision)  # warm-up
     while time.time() < start_at:
-        train_one_epoch(model, batches, opt, device, cfg.precision)
+        train_one_epoch(model, batches, opt, device, precision)
     done, spent = 0, 0.0
     while spent < seconds:
-        stats = train_one_epoch(model, batches, opt, device, cfg.precision)
+        stats = train_one_epoch(model, batches, opt, device, precision)
         done, spent = done + stats.images, spent + stats.seconds
     memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
     return {"name": group.name(variant), "images_per_s": done / spent, "max_memory_gib": memory}

@@ -15,6 +15,8 @@ from typing import Any
 
 import tomllib
 
+from abn.precision import PRECISIONS
+
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key at fault."""
@@ -51,7 +53,7 @@ class TrainConfig:
     warmup_epochs: int = 0  # first epochs at lr·gamma (He et al.'s warm-up for deep CIFAR ResNets)
     # speed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "bf16"  # bf16 | fp32
+    precision: str = "auto"  # auto (bf16 where native, else fp32) | bf16 | fp32
     channels_last: str = "auto"  # auto (on GPU) | true | false
     compile: bool = False
     # bookkeeping
@@ -76,7 +78,7 @@ class TrainConfig:
             (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
             (all(0 <= m <= 1 for m in self.milestones), "milestones are fractions in [0, 1]"),
             (self.loader in ("auto", "memory", "folder"), "loader is auto, memory or folder"),
-            (self.precision in ("bf16", "fp32"), "precision is bf16 or fp32"),
+            (self.precision in PRECISIONS, "precision is auto, bf16 or fp32"),
             (self.channels_last in ("auto", "true", "false"), "channels_last is auto/true/false"),
             (len(self.input_size) in (0, 2), "input_size is [] or [height, width]"),
             (bool(self.name) and "/" not in self.name, "name must be a non-empty folder name"),

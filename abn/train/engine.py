@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from abn.evaluate import attribute_predictions, autocast_for
+from abn.evaluate import attribute_predictions
+from abn.precision import autocast_for
 
 from .distributed import all_reduce_sum
 from .loss import abn_loss
@@ -48,7 +49,7 @@ def train_one_epoch(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     device: torch.device,
-    precision: str = "bf16",
+    precision: str = "auto",
     bar: object = None,
 ) -> EpochStats:
     """Train for one pass over ``batches``; returns statistics reduced across processes."""

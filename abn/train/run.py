@@ -33,6 +33,7 @@ from abn.card import ModelCard
 from abn.checkpoint import atomic_write_bytes, card_for, save
 from abn.evaluate import EvalResult, evaluate, format_result
 from abn.models import create
+from abn.precision import cpu_capability, resolve_precision
 
 from . import distributed
 from .config import TrainConfig, to_toml
@@ -87,9 +88,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def hardware(device: torch.device | None = None) -> str:
-    """The GPU's name when training on one, else the CPU model name."""
+    """The GPU's name when training on one, else the CPU model with its vector extension.
+
+    The extension matters: the same "AMD EPYC" name covers AVX512-BF16 and AVX2-only parts, whose
+    training speeds differ several times.
+    """
     if device is not None and device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return f"{_cpu_name()} ({cpu_capability()})"
+
+
+def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -203,13 +212,13 @@ def make_card(cfg: TrainConfig, model: nn.Module, data: DataBundle, **fields: An
 
 
 def _training_info(
-    cfg: TrainConfig,
     device: torch.device,
     dist: distributed.DistInfo,
     stats: list[EpochStats],
     wall: float,
     command: str,
     epochs_done: int,
+    precision: str,
 ) -> dict[str, Any]:
     total_images = sum(s.images for s in stats)
     total_time = sum(s.seconds for s in stats)
@@ -220,7 +229,7 @@ def _training_info(
         "images_per_s": round(total_images / total_time, 1) if total_time else None,
         "command": command,
         "epochs": epochs_done,
-        "precision": cfg.precision,
+        "precision": precision,  # as resolved on this hardware
         "torch": torch.__version__,
     }
 
@@ -248,6 +257,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     # before loading data, which may take long
     _check_on_main(dist, lambda: check_writable(run_dir))
     cl = _use_channels_last(cfg, device)
+    precision = resolve_precision(cfg.precision, device)  # "auto" → bf16 where native, else fp32
     data = build_data(cfg, device, dist, channels_last=cl)
     raw = build_model(cfg, data.info.num_classes)
     _check_task(raw, data.info.task, cfg.data)
@@ -283,6 +293,8 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
             atomic_write_bytes(run_dir / "config.toml", config)
     log = MetricsLog(run_dir, start_epoch) if dist.is_main else None
     show = not cfg.quiet and dist.is_main
+    if show:
+        print(f"{cfg.name}: {hardware(device)}, {precision}", file=sys.stderr)
     if show and resume:
         print(
             f"resuming {run_dir} from the checkpoint of epoch {start_epoch}: epoch "
@@ -297,13 +309,13 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         data.train.set_epoch(epoch)
         bar = progress(data.train, show, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         epoch_stats = train_one_epoch(
-            model, bar, optimizer, device, cfg.precision, bar if bar is not data.train else None
+            model, bar, optimizer, device, precision, bar if bar is not data.train else None
         )
         stats.append(epoch_stats)
         last = epoch + 1 == cfg.epochs
         test = None
         if last or (epoch + 1) % cfg.eval_every == 0:
-            test = _test(model, raw, data, cfg, device, show)
+            test = _test(model, raw, data, precision, device, show)
         if dist.is_main:
             with saving("metrics.csv"):
                 _log_epoch(log, epoch, lr, epoch_stats, test, show)
@@ -326,11 +338,11 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         if on_epoch_end is not None:
             on_epoch_end(epoch, epoch_stats)
     if test is None:  # resumed a finished run: measure again
-        test = _test(model, raw, data, cfg, device, show)
+        test = _test(model, raw, data, precision, device, show)
     wall = time.perf_counter() - t0
     final = None
     if dist.is_main:
-        training = _training_info(cfg, device, dist, stats, wall, command, cfg.epochs)
+        training = _training_info(device, dist, stats, wall, command, cfg.epochs, precision)
         metrics = {f"{data.info.name}/{data.test_split}": test.as_dict()}
         card = make_card(cfg, raw, data, metrics=metrics, training=training)
         with saving("final.safetensors"):
@@ -341,7 +353,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     return RunResult(run_dir, final, test, stats)
 
 
-def _test(model, raw, data: DataBundle, cfg, device, show) -> EvalResult:
+def _test(model, raw, data: DataBundle, precision: str, device, show) -> EvalResult:
     bar = progress(data.test, show, desc="test", unit="batch")
     return evaluate(
         model,
@@ -349,7 +361,7 @@ def _test(model, raw, data: DataBundle, cfg, device, show) -> EvalResult:
         data.info.task,
         raw.spec.num_classes,
         data.info.class_names,
-        cfg.precision,
+        precision,
         device,
     )
 

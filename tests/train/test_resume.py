@@ -11,10 +11,12 @@ from safetensors.torch import load_file
 
 from abn.checkpoint import card_for, read_card, save
 from abn.models import create
+from abn.precision import resolve_precision
 from abn.train import load_config, resolve_resume, train
 from abn.train.state import STATE_NAME, ResumeError, load_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+CPU = torch.device("cpu")
 
 
 class Interrupt(Exception):
@@ -48,6 +50,9 @@ def test_resume_matches_uninterrupted_run(tiny_config, tmp_path: Path) -> None:
     assert _losses(full.run_dir) == _losses(run)
     assert read_card(resumed.final).metrics == read_card(full.final).metrics
     assert read_card(resumed.final).training["epochs"] == 2
+    # the card keeps the recipe's "auto" and records what it resolved to on this CPU
+    assert read_card(resumed.final).recipe["precision"] == "auto"
+    assert read_card(resumed.final).training["precision"] == resolve_precision("auto", CPU)
 
 
 def test_resume_needs_the_state_file(tmp_path: Path) -> None:

@@ -1,0 +1,62 @@
+"""Numeric precision of training and evaluation: fp32, or bf16 autocast where the hardware has it.
+
+bf16 autocast roughly doubles CPU training speed on CPUs with a fast bf16 path (AVX-512,
+AVX512-BF16, AMX) but is emulated, 13-15x slower than fp32, on AVX2-only CPUs (measured with
+``benchmarks/train_throughput.py``). ``precision = "auto"`` picks bf16 only where it is fast.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has a fast bf16 path for convolutions (not an emulated one)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:  # oneDNN's own check: AVX512 (BF16 / AMX) on x86, BF16 extensions on Arm
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"bf16"`` or ``"fp32"`` for ``precision`` on ``device``; warns when bf16 would be slow."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision == "bf16" and not native_bf16(device):
+        where = f"CPU ({cpu_capability()})" if device.type == "cpu" else f"{device.type} device"
+        warnings.warn(
+            f"bf16 is emulated on this {where}: expect it to be many times slower than fp32; "
+            'precision = "auto" picks the faster one',
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return precision
+
+
+def cpu_capability() -> str:
+    """The CPU vector extension PyTorch dispatches to (e.g. ``AVX2``, ``AVX512``)."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except AttributeError:  # pragma: no cover - older torch
+        return "unknown"
+
+
+def autocast_for(device: torch.device, precision: str) -> Any:
+    """bf16 autocast when ``precision`` is (or, for ``"auto"``, resolves to) bf16, else a no-op."""
+    if precision == "auto":
+        precision = resolve_precision(precision, device)
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
