@@ -190,7 +190,7 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         print(format_result(run.result, run.title()))
         if args.write_card:
-            print(f"wrote the results into {args.model}'s card")
+            print(f"wrote the results into {args.model}'s card, as {run.card_key()!r}")
     if args.baseline:
         return _compare_with_baseline(args, run)
     return 0

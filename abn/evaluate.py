@@ -182,16 +182,25 @@ class CheckpointEval:
     def title(self) -> str:
         sample = (
             f" (deterministic sample of {self.result.n} of {self.total} images)"
-            if self.limit and self.result.n < self.total
+            if self.is_sample
             else ""
         )
         return f"{Path(self.checkpoint).name} on {self.dataset}/{self.split}{sample}"
 
+    @property
+    def is_sample(self) -> bool:
+        return bool(self.limit) and self.result.n < self.total
+
     def record(self) -> dict[str, Any]:
         out = self.result.as_dict()
-        if self.limit and self.result.n < self.total:
+        if self.is_sample:
             out["sample_of"] = self.total
         return out
+
+    def card_key(self) -> str:
+        """Where a card keeps these numbers: ``"<data>/<split>"``, or with ``" (sample of N)"``."""
+        key = f"{self.dataset}/{self.split}"
+        return f"{key} (sample of {self.result.n})" if self.is_sample else key
 
 
 def evaluate_checkpoint(
@@ -251,9 +260,10 @@ def evaluate_checkpoint(
 
 
 def write_card_metrics(checkpoint: str | Path, run: CheckpointEval) -> None:
-    """Store ``run``'s numbers in the checkpoint's card (``metrics["<data>/<split>"]``), atomically.
+    """Store ``run``'s numbers in the checkpoint's card under ``run.card_key()``, atomically.
 
-    The weights are written back unchanged (float16 files stay float16).
+    A sample's numbers go beside the whole split's, never over them. The weights are written
+    back unchanged (float16 files stay float16).
     """
     from safetensors import safe_open
 
@@ -263,7 +273,7 @@ def write_card_metrics(checkpoint: str | Path, run: CheckpointEval) -> None:
         half = any(f.get_slice(k).get_dtype() == "F16" for k in f.keys())  # noqa: SIM118
     model = load(checkpoint)
     card = model.card
-    card.metrics = {**card.metrics, f"{run.dataset}/{run.split}": run.record()}
+    card.metrics = {**card.metrics, run.card_key(): run.record()}
     save(model, checkpoint, card, half=half)
 
 

@@ -136,7 +136,8 @@ def test_train_then_eval_then_card_end_to_end(tmp_path: Path, data_root: Path, c
                  "--workers", "0", "--write-card", "--json"]) == 0  # fmt: skip
     printed = json.loads(capsys.readouterr().out.split("\nwrote")[0])
     assert printed["n"] == 16 and "att_top1_err" in printed
-    assert read_card(final).metrics["cifar10/test"]["n"] == 16
+    assert read_card(final).metrics["cifar10/test (sample of 16)"]["n"] == 16
+    assert read_card(final).metrics["cifar10/test"]["n"] == 32  # training's numbers stay
 
     assert main(["card", final]) == 0
     assert json.loads(capsys.readouterr().out)["arch"] == "resnet20"

@@ -113,8 +113,10 @@ def test_write_card_keeps_weights_and_adds_metrics(tmp_path: Path, data_root: Pa
         path, limit=8, batch_size=8, workers=0, device="cpu", data_root=str(data_root)
     )
     write_card_metrics(path, run)
-    metrics = read_card(path).metrics["cifar10/test"]
-    assert metrics["n"] == 8 and metrics["sample_of"] == 10000
+    stated = read_card(path).metrics
+    assert "cifar10/test" not in stated  # a sample is stored as one, beside the split's own numbers
+    assert stated["cifar10/test (sample of 8)"]["n"] == 8
+    assert stated["cifar10/test (sample of 8)"]["sample_of"] == 10000
     from safetensors.torch import load as load_bytes
 
     old, new = load_bytes(before), load_bytes(path.read_bytes())
