@@ -16,6 +16,8 @@ without it the GPU time-slices between processes, and on an H200 eight runs then
     python scripts/gpu_zoo.py train --budget 420 --deadline 480  # plan, train, wait
     python scripts/gpu_zoo.py pack --out OUT --part 1       # fp16 copies, evals, ≤15 MiB pieces
 
+``--only cifar10 imagenette`` (on each step) gives the whole window to some datasets.
+
 Every run is an ordinary run folder (``runs/<name>``): ``scripts/ship_model.py`` ships it.
 """
 
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +70,16 @@ PACKS = {"cifar10": "cifar10-jpeg", "imagenette": "imagenette2-160", "celeba-hq"
 FOLDERS = {"cifar10": "cifar10", "imagenette": "imagenette2-160", "celeba-hq": "celeba-hq-64"}
 
 
-def jobs() -> list[tuple[Group, str]]:
-    return [(g, v) for g in GROUPS for v in g.variants]
+def groups(only: Sequence[str] = ()) -> list[Group]:
+    """The groups of the datasets in ``only`` (all when empty)."""
+    unknown = set(only) - {g.data for g in GROUPS}
+    if unknown:
+        raise SystemExit(f"unknown dataset(s) {sorted(unknown)}: one of {[g.data for g in GROUPS]}")
+    return [g for g in GROUPS if not only or g.data in only]
+
+
+def jobs(only: Sequence[str] = ()) -> list[tuple[Group, str]]:
+    return [(g, v) for g in groups(only) for v in g.variants]
 
 
 def _cfg(group: Group, variant: str, data_root: str):
@@ -82,9 +93,7 @@ def _cfg(group: Group, variant: str, data_root: str):
 def prepare(packs: list[Path], data_root: Path, workers: int, only: list[str]) -> None:
     """Extract each pack found in ``packs`` (whole, or split as NAME.tar.gz.part*), decode caches."""
     data_root.mkdir(parents=True, exist_ok=True)
-    for group in GROUPS:
-        if only and group.data not in only:
-            continue
+    for group in groups(only):
         folder = data_root / FOLDERS[group.data]
         stem = PACKS[group.data]
         parts = pack_parts(packs, stem)
@@ -161,12 +170,12 @@ def probe_one(group: Group, variant: str, start_at: float, seconds: float) -> di
     return {"name": group.name(variant), "images_per_s": done / spent, "max_memory_gib": memory}
 
 
-def probe(seconds: float, out: Path, wait: float) -> None:
+def probe(seconds: float, out: Path, wait: float, only: Sequence[str] = ()) -> None:
     """Probe every run at once (they share the GPU as they will in training)."""
     start_mps()
     start_at = time.time() + wait
     procs = []
-    for group, variant in jobs():
+    for group, variant in jobs(only):
         argv = [sys.executable, __file__, "probe-one", group.config, variant,
                 "--start-at", str(start_at), "--seconds", str(seconds)]  # fmt: skip
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=_env()))
@@ -196,10 +205,10 @@ def _env() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- plan + train
-def plan(rates: dict[str, float], budget: float) -> dict[str, int]:
+def plan(rates: dict[str, float], budget: float, only: Sequence[str] = ()) -> dict[str, int]:
     """Epochs per dataset: the most (multiple of 4, ≤ cap) its slowest run fits in ``budget``."""
     epochs = {}
-    for group in GROUPS:
+    for group in groups(only):
         slowest = min(rates[group.name(v)] for v in group.variants)
         per_epoch = (group.n_train + group.n_test / 3 / group.eval_every) / slowest + group.save_s
         fit = int(budget / per_epoch) // 4 * 4
@@ -208,17 +217,23 @@ def plan(rates: dict[str, float], budget: float) -> dict[str, int]:
 
 
 def train(
-    budget: float, probe_path: Path, data_root: str, out: str, deadline: float, extra: list[str]
+    budget: float,
+    probe_path: Path,
+    data_root: str,
+    out: str,
+    deadline: float,
+    extra: list[str],
+    only: Sequence[str] = (),
 ) -> None:
     """Launch every run with the planned epochs; stop any still running at ``deadline`` s."""
     rates = {r["name"]: r["images_per_s"] for r in json.loads(probe_path.read_text())}
-    epochs = plan(rates, budget)
+    epochs = plan(rates, budget, only)
     print("plan:", json.dumps(epochs), flush=True)
     start_mps()
     t0 = time.time()
     procs = {}
     Path(out).mkdir(parents=True, exist_ok=True)
-    for group, variant in jobs():
+    for group, variant in jobs(only):
         name = group.name(variant)
         argv = [sys.executable, "-m", "abn", "train", group.config, "--variant", variant,
                 "--epochs", str(epochs[group.data]), "--name", name, "--data-root", data_root,
@@ -243,18 +258,20 @@ def train(
 
 
 # ---------------------------------------------------------------- pack
-def pack(out: Path, part: int, runs: Path, data_root: str, limit: int = 0) -> None:
+def pack(
+    out: Path, part: int, runs: Path, data_root: str, limit: int = 0, only: Sequence[str] = ()
+) -> None:
     """Part 1: small runs whole (fp32) + every run's logs + Imagenette ABN in fp16, in pieces;
     part 2: the other Imagenette runs in fp16."""
     out.mkdir(parents=True, exist_ok=True)
-    big = [g.name(v) for g, v in jobs() if g.data == "imagenette"]
+    big = [g.name(v) for g, v in jobs(only) if g.data == "imagenette"]
     halves = big[:1] if part == 1 else big[1:]
     evals = {}
     for name in halves:
         evals[name] = half_copy(runs / name, data_root, limit)
     staging = runs / f"zoo-part{part}.tar"
     with tarfile.open(staging, "w") as tar:
-        for group, variant in jobs():
+        for group, variant in jobs(only):
             name = group.name(variant)
             run = runs / name
             if part == 1:
@@ -319,6 +336,7 @@ def main() -> None:
     a.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
     a.add_argument("--only", nargs="*", default=[], help="datasets to prepare (default: all)")
     a = sub.add_parser("probe")
+    a.add_argument("--only", nargs="*", default=[], help="datasets to probe (default: all)")
     a.add_argument("--seconds", type=float, default=15)
     a.add_argument("--wait", type=float, default=25, help="start-up allowance before measuring")
     a.add_argument("--out", type=Path, default=ROOT / "runs" / "zoo-probe.json")
@@ -329,6 +347,7 @@ def main() -> None:
     a.add_argument("--seconds", type=float, required=True)
     a = sub.add_parser("train")
     a.add_argument("--budget", type=float, required=True, help="seconds of training to plan")
+    a.add_argument("--only", nargs="*", default=[], help="datasets to train (default: all)")
     a.add_argument("--deadline", type=float, required=True, help="stop runs after this many s")
     a.add_argument("--probe", type=Path, default=ROOT / "runs" / "zoo-probe.json")
     a.add_argument("--data-root", default=str(ROOT / "data"))
@@ -340,18 +359,20 @@ def main() -> None:
     a.add_argument("--runs", type=Path, default=ROOT / "runs")
     a.add_argument("--data-root", default=str(ROOT / "data"))
     a.add_argument("--eval-limit", type=int, default=0, help="evaluate on a sample (tests)")
+    a.add_argument("--only", nargs="*", default=[], help="datasets to pack (default: all)")
     args = p.parse_args()
     if args.cmd == "prepare":
         prepare(args.packs, args.data_root, args.workers, args.only)
     elif args.cmd == "probe":
-        probe(args.seconds, args.out, args.wait)
+        probe(args.seconds, args.out, args.wait, args.only)
     elif args.cmd == "probe-one":
         group = next(g for g in GROUPS if g.config == args.config)
         print(json.dumps(probe_one(group, args.variant, args.start_at, args.seconds)), flush=True)
     elif args.cmd == "train":
-        train(args.budget, args.probe, args.data_root, args.out, args.deadline, args.extra)
+        train(args.budget, args.probe, args.data_root, args.out, args.deadline, args.extra,
+              args.only)  # fmt: skip
     elif args.cmd == "pack":
-        pack(args.out, args.part, args.runs, args.data_root, args.eval_limit)
+        pack(args.out, args.part, args.runs, args.data_root, args.eval_limit, args.only)
 
 
 if __name__ == "__main__":

@@ -52,3 +52,16 @@ def test_pack_parts_reassemble_in_order_across_folders(zoo, tmp_path):
     (a / "imagenette2-160.tar.gz").write_bytes(b"whole")
     assert [p.name for p in zoo.pack_parts([a, b], "imagenette2-160")] == ["imagenette2-160.tar.gz"]
     assert zoo.pack_parts([a, b], "celeba-hq-64") == []
+
+
+def test_only_restricts_the_plan_and_the_runs(zoo):
+    r = {k: v for k, v in rates(zoo, cifar10=2600, imagenette=3000, celeba_hq=1200).items()
+         if not k.startswith("celeba")}  # fmt: skip
+    epochs = zoo.plan(r, budget=420, only=["cifar10", "imagenette"])  # no celeba rates needed
+    assert set(epochs) == {"cifar10", "imagenette"}
+    assert epochs == {k: v for k, v in zoo.plan(rates(zoo, cifar10=2600, imagenette=3000,
+                      celeba_hq=1200), budget=420).items() if k != "celeba-hq"}  # fmt: skip
+    assert {g.data for g, _ in zoo.jobs(["cifar10"])} == {"cifar10"}
+    assert len(zoo.jobs()) == sum(len(g.variants) for g in zoo.GROUPS)
+    with pytest.raises(SystemExit, match="unknown dataset"):
+        zoo.jobs(["cifar100"])
