@@ -77,6 +77,12 @@ def build_data(
     make = _memory_batches if kind == "memory" else _folder_batches
     common = {"cfg": cfg, "info": info, "size": size, "device": device, "dist": dist}
     train, n_train = make(split=train_split, train=True, batch=per_rank, **common, cl=channels_last)
+    if len(train) == 0:  # the last incomplete batch is dropped: the run would take no step
+        shared = f" shared by {dist.world_size} processes" if dist.world_size > 1 else ""
+        raise ValueError(
+            f"{cfg.data}/{train_split} has {n_train} training images{shared}, fewer than one "
+            f"batch of {cfg.batch_size}: no training step would run; lower batch_size"
+        )
     test, n_test = make(split=test_split, train=False, batch=per_rank, **common, cl=channels_last)
     return DataBundle(info, train, test, n_train, n_test, train_split, test_split, size, kind)
 
