@@ -1,7 +1,7 @@
 """Numeric precision of training and evaluation: fp32, or bf16 autocast where the hardware has it.
 
 bf16 autocast roughly doubles CPU training speed on CPUs with a fast bf16 path (AVX-512,
-AVX512-BF16, AMX) but is emulated, 13-15x slower than fp32, on AVX2-only CPUs (measured with
+AVX512-BF16, AMX) but is emulated, 12-15x slower than fp32, on AVX2-only CPUs (measured with
 ``benchmarks/train_throughput.py``). ``precision = "auto"`` picks bf16 only where it is fast.
 """
 
@@ -47,10 +47,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def cpu_capability() -> str:
     """The CPU vector extension PyTorch dispatches to (e.g. ``AVX2``, ``AVX512``)."""
-    try:
-        return str(torch.backends.cpu.get_cpu_capability())
-    except AttributeError:  # pragma: no cover - older torch
-        return "unknown"
+    return str(torch.backends.cpu.get_cpu_capability())
 
 
 def autocast_for(device: torch.device, precision: str) -> Any:
