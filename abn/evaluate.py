@@ -168,6 +168,23 @@ def _label(branch: str) -> str:
     return {"per": "perception", "att": "attention"}[branch]
 
 
+def metrics_key(dataset: str, split: str, n: int, total: int) -> str:
+    """Where a card keeps a split's numbers: ``"<data>/<split>"``, a sample's with ``" (sample of N)"``.
+
+    A sample's numbers thus sit beside the whole split's, never over them.
+    """
+    key = f"{dataset}/{split}"
+    return f"{key} (sample of {n})" if n < total else key
+
+
+def metrics_record(result: EvalResult, total: int) -> dict[str, Any]:
+    """``result``'s numbers for a card; a sample's also say how large the split was."""
+    out = result.as_dict()
+    if result.n < total:
+        out["sample_of"] = total
+    return out
+
+
 @dataclass
 class CheckpointEval:
     """The result of evaluating a checkpoint on one split, with what was measured."""
@@ -192,15 +209,12 @@ class CheckpointEval:
         return bool(self.limit) and self.result.n < self.total
 
     def record(self) -> dict[str, Any]:
-        out = self.result.as_dict()
-        if self.is_sample:
-            out["sample_of"] = self.total
-        return out
+        return metrics_record(self.result, self.total if self.is_sample else self.result.n)
 
     def card_key(self) -> str:
-        """Where a card keeps these numbers: ``"<data>/<split>"``, or with ``" (sample of N)"``."""
-        key = f"{self.dataset}/{self.split}"
-        return f"{key} (sample of {self.result.n})" if self.is_sample else key
+        """Where a card keeps these numbers: see :func:`metrics_key`."""
+        total = self.total if self.is_sample else self.result.n
+        return metrics_key(self.dataset, self.split, self.result.n, total)
 
 
 def evaluate_checkpoint(

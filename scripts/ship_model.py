@@ -51,7 +51,7 @@ def main() -> None:
     shipped = half if use_half else full
     with (args.run / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
-    card.metrics = {f"{shipped.dataset}/{shipped.split}": shipped.record()}
+    card.metrics = {shipped.card_key(): shipped.record()}
     from abn.train.run import hardware
 
     card.training = {

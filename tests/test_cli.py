@@ -126,7 +126,9 @@ def test_train_then_eval_then_card_end_to_end(tmp_path: Path, data_root: Path, c
     )
     assert card.class_names[0] == "airplane" and card.input_size == (32, 32)
     assert card.recipe["epochs"] == 1 and card.recipe["lr"] == 0.1
-    assert card.metrics["cifar10/test"]["n"] == 32
+    trained_on = card.metrics["cifar10/test (sample of 32)"]  # never filed as the whole split
+    assert trained_on["n"] == 32 and trained_on["sample_of"] == 10_000
+    assert "cifar10/test" not in card.metrics
     assert card.training["epochs"] == 1 and card.training["hardware"]
     assert "--limit-train 64" in card.training["command"]
     capsys.readouterr()
@@ -137,7 +139,7 @@ def test_train_then_eval_then_card_end_to_end(tmp_path: Path, data_root: Path, c
     printed = json.loads(capsys.readouterr().out.split("\nwrote")[0])
     assert printed["n"] == 16 and "att_top1_err" in printed
     assert read_card(final).metrics["cifar10/test (sample of 16)"]["n"] == 16
-    assert read_card(final).metrics["cifar10/test"]["n"] == 32  # training's numbers stay
+    assert read_card(final).metrics["cifar10/test (sample of 32)"] == trained_on  # they stay
 
     assert main(["card", final]) == 0
     assert json.loads(capsys.readouterr().out)["arch"] == "resnet20"

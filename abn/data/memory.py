@@ -62,6 +62,7 @@ class InMemoryDataset(Dataset):
     name: str = ""
     split: str = ""
     cache_path: Path | None = field(default=None, compare=False)
+    split_size: int | None = field(default=None, compare=False)  # images before ``limit``
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -152,7 +153,7 @@ def load_into_memory(
         images, targets = _decode_all(ds, chosen, size, fit, num_workers, progress)
         if path:
             _write_cache(path, images, targets, fingerprint)
-    return InMemoryDataset(images, targets, cache_path=path, **meta)
+    return InMemoryDataset(images, targets, cache_path=path, split_size=len(ds), **meta)
 
 
 def _default_size(recipe: str, input_size: tuple[int, int]) -> tuple[int, int]:

@@ -88,8 +88,11 @@ class TrainConfig:
                 raise ConfigError(message)
 
     def milestone_epochs(self) -> list[int]:
-        """Epochs (0-based) at whose start the learning rate is multiplied by ``gamma``."""
-        return [round(m * self.epochs) for m in self.milestones]
+        """Epochs (0-based) at whose start the learning rate is multiplied by ``gamma``.
+
+        A milestone past 0 never rounds to epoch 0: a 1-epoch run trains at ``lr``, not ``lr/10``.
+        """
+        return [max(1, round(m * self.epochs)) if m > 0 else 0 for m in self.milestones]
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based ``epoch``: step schedule, after ``warmup_epochs`` at lr·gamma."""

@@ -42,6 +42,7 @@ class DataBundle:
     test_split: str
     input_size: tuple[int, int]
     loader_kind: str
+    test_split_size: int = 0  # images in the whole test split (``test_size`` if not limited)
 
 
 def resolve_info(cfg: TrainConfig) -> DatasetInfo:
@@ -76,15 +77,21 @@ def build_data(
     kind = loader_kind(cfg, info, size)
     make = _memory_batches if kind == "memory" else _folder_batches
     common = {"cfg": cfg, "info": info, "size": size, "device": device, "dist": dist}
-    train, n_train = make(split=train_split, train=True, batch=per_rank, **common, cl=channels_last)
+    train, n_train, _ = make(
+        split=train_split, train=True, batch=per_rank, **common, cl=channels_last
+    )
     if len(train) == 0:  # the last incomplete batch is dropped: the run would take no step
         shared = f" shared by {dist.world_size} processes" if dist.world_size > 1 else ""
         raise ValueError(
             f"{cfg.data}/{train_split} has {n_train} training images{shared}, fewer than one "
             f"batch of {cfg.batch_size}: no training step would run; lower batch_size"
         )
-    test, n_test = make(split=test_split, train=False, batch=per_rank, **common, cl=channels_last)
-    return DataBundle(info, train, test, n_train, n_test, train_split, test_split, size, kind)
+    test, n_test, total = make(
+        split=test_split, train=False, batch=per_rank, **common, cl=channels_last
+    )
+    return DataBundle(
+        info, train, test, n_train, n_test, train_split, test_split, size, kind, total
+    )
 
 
 def _limit(cfg: TrainConfig, train: bool) -> int | None:
@@ -92,7 +99,9 @@ def _limit(cfg: TrainConfig, train: bool) -> int | None:
     return limit or None
 
 
-def _memory_batches(*, cfg, info, size, device, dist, split, train, batch, cl) -> tuple[Any, int]:
+def _memory_batches(
+    *, cfg, info, size, device, dist, split, train, batch, cl
+) -> tuple[Any, int, int]:
     mem = load_into_memory(
         cfg.data,
         split,
@@ -112,7 +121,7 @@ def _memory_batches(*, cfg, info, size, device, dist, split, train, batch, cl) -
         world_size=dist.world_size,
         channels_last=cl,
     )
-    return batches, len(mem)
+    return batches, len(mem), mem.split_size or len(mem)
 
 
 def _stored_size(recipe: str, size: tuple[int, int]) -> tuple[int, int]:
@@ -130,14 +139,17 @@ def deterministic_subset(n: int, limit: int | None) -> list[int] | None:
     return torch.randperm(n, generator=g)[:limit].sort().values.tolist()
 
 
-def _folder_batches(*, cfg, info, size, device, dist, split, train, batch, cl) -> tuple[Any, int]:
+def _folder_batches(
+    *, cfg, info, size, device, dist, split, train, batch, cl
+) -> tuple[Any, int, int]:
     transform = build_transform(info.recipe, train, size, info.mean, info.std)
     ds: Dataset = build_dataset(cfg.data, split, root=cfg.data_root or None, transform=transform)
-    chosen = deterministic_subset(len(ds), _limit(cfg, train))
+    total = len(ds)
+    chosen = deterministic_subset(total, _limit(cfg, train))
     if chosen is not None:
         ds = Subset(ds, chosen)
     batches = LoaderBatches(ds, batch, train, device, cfg.workers, cfg.seed, dist, channels_last=cl)
-    return batches, len(ds)
+    return batches, len(ds), total
 
 
 class LoaderBatches(EpochState):

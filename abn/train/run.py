@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from abn.card import ModelCard
 from abn.checkpoint import atomic_write_bytes, card_for, save
-from abn.evaluate import EvalResult, evaluate, format_result
+from abn.evaluate import EvalResult, evaluate, format_result, metrics_key, metrics_record
 from abn.models import create
 from abn.precision import cpu_capability, resolve_precision
 
@@ -343,13 +343,15 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     final = None
     if dist.is_main:
         training = _training_info(device, dist, stats, wall, command, cfg.epochs, precision)
-        metrics = {f"{data.info.name}/{data.test_split}": test.as_dict()}
+        total = data.test_split_size or test.n
+        key = metrics_key(data.info.name, data.test_split, test.n, total)
+        metrics = {key: metrics_record(test, total)}
         card = make_card(cfg, raw, data, metrics=metrics, training=training)
         with saving("final.safetensors"):
             final = save(raw, run_dir / "final.safetensors", card)
         log.close()
         if show:
-            print(format_result(test, f"{cfg.name}: {data.info.name}/{data.test_split}"))
+            print(format_result(test, f"{cfg.name}: {key}"))
     return RunResult(run_dir, final, test, stats)
 
 

@@ -53,6 +53,14 @@ def test_step_schedule_divides_by_ten_at_half_and_three_quarters() -> None:
     assert cfg.lr_at(299) == pytest.approx(0.001)
 
 
+def test_short_runs_start_at_the_full_rate() -> None:
+    one = load_config(None, ["epochs=1", "lr=0.1"])
+    assert one.milestone_epochs() == [1, 1] and one.lr_at(0) == 0.1  # round(0.5) is 0
+    two = load_config(None, ["epochs=2", "lr=0.1"])
+    assert [two.lr_at(e) for e in (0, 1)] == pytest.approx([0.1, 0.01])
+    assert load_config(None, ["epochs=10", "milestones=[0]"]).lr_at(0) == pytest.approx(0.01)
+
+
 def test_warmup_epochs_start_at_a_tenth_of_the_rate() -> None:
     cfg = TrainConfig(epochs=20, lr=0.1, warmup_epochs=1)
     assert [cfg.lr_at(e) for e in (0, 1, 9, 10, 15)] == pytest.approx([0.01, 0.1, 0.1, 0.01, 0.001])
