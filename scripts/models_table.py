@@ -6,7 +6,7 @@ python scripts/models_table.py --attributes ABN.safetensors PLAIN.safetensors  #
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import abn
@@ -54,9 +54,13 @@ def attribute_table(abn_path: Path, plain_path: Path) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--attributes"]:
-        print(attribute_table(Path(sys.argv[2]), Path(sys.argv[3])))
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--attributes", nargs=2, type=Path, metavar=("ABN", "PLAIN"),
+                   help="per-attribute table of a multi-task ABN beside its plain baseline")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.attributes:
+        print(attribute_table(*args.attributes))
         return
     print("| file | model | test split | perception | attention branch | epochs | "
           "training time, hardware | size |")  # fmt: skip

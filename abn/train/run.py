@@ -14,6 +14,7 @@ temp files a kill left behind.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -98,6 +99,7 @@ def hardware(device: torch.device | None = None) -> str:
     return f"{_cpu_name()} ({cpu_capability()})"
 
 
+@functools.cache
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
