@@ -74,6 +74,12 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         flag = "--" + key.replace("_", "-")
         p.add_argument(flag, dest=key, type=kind, default=None, metavar=key.upper())
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        default=None,
+        help="replay each training step as one CUDA graph (GPU; not with DDP or --compile)",
+    )
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or logs")
     p.add_argument(
         "--resume",
@@ -90,7 +96,7 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
     from abn.train.config import _toml_value
 
     out = list(args.overrides)
-    for key in [*TRAIN_FLAGS, "compile", "quiet"]:
+    for key in [*TRAIN_FLAGS, "compile", "cuda_graphs", "quiet"]:
         value = getattr(args, key)
         if value is not None:
             out.append(f"{key}={_toml_value(value)}")

@@ -50,10 +50,13 @@ def cpu_capability() -> str:
     return str(torch.backends.cpu.get_cpu_capability())
 
 
-def autocast_for(device: torch.device, precision: str) -> Any:
-    """bf16 autocast when ``precision`` is (or, for ``"auto"``, resolves to) bf16, else a no-op."""
+def autocast_for(device: torch.device, precision: str, cache: bool = True) -> Any:
+    """bf16 autocast when ``precision`` is (or, for ``"auto"``, resolves to) bf16, else a no-op.
+
+    ``cache=False`` re-casts the weights at every use, as CUDA graph capture requires.
+    """
     if precision == "auto":
         precision = resolve_precision(precision, device)
     if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return nullcontext()

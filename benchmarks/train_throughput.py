@@ -1,11 +1,14 @@
 """Training throughput (images/s) of the ABN, plain and CAM variants of one backbone, side by side.
 
-Each round runs every (variant, precision) for ``--steps`` SGD steps in turn, so the variants
+Each round runs every (variant, precision, mode) for ``--steps`` SGD steps in turn, so they
 share whatever else the machine is doing; the median over rounds is reported, with the ratio
-ABN / plain (cost of the attention branch) and CAM / plain. Writes JSON.
+ABN / plain (cost of the attention branch) and CAM / plain. Modes: ``eager`` (the default) and,
+on CUDA, ``graphs`` (each step replayed as one CUDA graph, ``abn/train/graphs.py``), each with its
+``÷ eager`` speed-up. Writes JSON.
 
     python benchmarks/train_throughput.py --models resnet20 resnet110 --batch-size 128
     python benchmarks/train_throughput.py --real cifar10 --devices cuda --compile
+    python benchmarks/train_throughput.py --devices cuda --models resnet56 --modes eager graphs
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from pathlib import Path
 import torch
 
 from abn.models import create
-from abn.precision import autocast_for, cpu_capability, native_bf16
-from abn.train.loss import abn_loss
+from abn.precision import cpu_capability, native_bf16
+from abn.train.engine import TrainStep
+from abn.train.graphs import CudaGraphBackend, GraphedStep
 from abn.train.run import hardware
 
 
@@ -50,16 +54,12 @@ def batches(
     return out
 
 
-def make_step(model, optimizer, device, precision):
-    def step(x, y):
-        with autocast_for(device, precision):
-            out = model(x)
-        loss = abn_loss(out, y).total
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+def make_step(model, optimizer, device, precision, mode: str):
+    """The training step the runs use: eager, or replayed as a CUDA graph after 2 warm-ups."""
+    if mode == "eager":
+        return TrainStep(model, optimizer, device, precision)
+    step = TrainStep(model, optimizer, device, precision, cache_casts=False)
+    return GraphedStep(step, optimizer, CudaGraphBackend(device), warmup=2)
 
 
 def build(name: str, variant: str, args, device: torch.device):
@@ -81,15 +81,18 @@ def sync(device: torch.device) -> None:
 def bench_model(name: str, device: torch.device, args) -> list[dict]:
     data = batches(args, device)
     runs = {}
+    modes = [m for m in args.modes if m == "eager" or device.type == "cuda"]
     for variant in args.variants:
-        model, opt = build(name, variant, args, device)
-        for precision in args.precisions:
-            step = make_step(model, opt, device, precision)
-            for x, y in data[: args.warmup]:
-                step(x, y)
-            runs[(variant, precision)] = (step, [])
+        for mode in modes:
+            model, opt = build(name, variant, args, device)
+            for precision in args.precisions:
+                step = make_step(model, opt, device, precision, mode)
+                warm = args.warmup if mode == "eager" else max(args.warmup, 3)  # 3rd: capture
+                for x, y in (data * warm)[:warm]:
+                    step(x, y)
+                runs[(variant, precision, mode)] = (step, [])
     for _ in range(args.rounds):
-        for (_variant, _precision), (step, times) in runs.items():
+        for step, times in runs.values():
             sync(device)
             t = time.perf_counter()
             for x, y in data:
@@ -98,21 +101,28 @@ def bench_model(name: str, device: torch.device, args) -> list[dict]:
             times.append(time.perf_counter() - t)
     rows = []
     images = args.batch_size * len(data)
-    for (variant, precision), (_, times) in runs.items():
+    for (variant, precision, mode), (_, times) in runs.items():
         rows.append(
             {
                 "model": name,
                 "variant": variant,
                 "precision": precision,
+                "mode": mode,
                 "device": device.type,
                 "images_per_s": images / statistics.median(times),
             }
         )
     for row in rows:
-        base = next(
-            r for r in rows if r["variant"] == "plain" and r["precision"] == row["precision"]
-        )
+        same = [r for r in rows if (r["precision"], r["mode"]) == (row["precision"], row["mode"])]
+        base = next(r for r in same if r["variant"] == "plain")
         row["cost_vs_plain"] = base["images_per_s"] / row["images_per_s"]
+        eager = next(
+            r
+            for r in rows
+            if (r["variant"], r["precision"], r["mode"])
+            == (row["variant"], row["precision"], "eager")
+        )
+        row["speedup_vs_eager"] = row["images_per_s"] / eager["images_per_s"]
     return rows
 
 
@@ -129,12 +139,18 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--modes", nargs="+", default=["eager"], choices=["eager", "graphs"],
+                   help="graphs: CUDA graph replay (CUDA devices only)")  # fmt: skip
     p.add_argument("--real", metavar="DATASET", help="real in-memory data, e.g. cifar10")
     p.add_argument("--data-root")
     p.add_argument("--json", default="benchmarks/results/train_throughput.json")
     args = p.parse_args()
     if "plain" not in args.variants:
         args.variants.append("plain")
+    if "eager" not in args.modes:
+        args.modes.insert(0, "eager")
+    if args.compile and "graphs" in args.modes:
+        p.error("--compile and --modes graphs exclude each other")
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
     for dev in devices:
@@ -144,16 +160,20 @@ def main() -> None:
             print(
                 f"done {name} on {dev}: "
                 + ", ".join(
-                    f"{r['variant']}/{r['precision']} {r['images_per_s']:.1f} img/s" for r in new
+                    f"{r['variant']}/{r['precision']}/{r['mode']} {r['images_per_s']:.1f} img/s"
+                    for r in new
                 ),
                 flush=True,
             )
             rows += new
-    print(f"{'model':<11}{'device':<7}{'prec':<6}{'variant':<8}{'img/s':>9}{'÷ plain':>9}")
+    print(
+        f"{'model':<11}{'device':<7}{'prec':<6}{'mode':<7}{'variant':<8}{'img/s':>9}"
+        f"{'÷ plain':>9}{'÷ eager':>9}"
+    )
     for r in rows:
         print(
-            f"{r['model']:<11}{r['device']:<7}{r['precision']:<6}{r['variant']:<8}"
-            f"{r['images_per_s']:>9.1f}{r['cost_vs_plain']:>8.2f}x"
+            f"{r['model']:<11}{r['device']:<7}{r['precision']:<6}{r['mode']:<7}{r['variant']:<8}"
+            f"{r['images_per_s']:>9.1f}{r['cost_vs_plain']:>8.2f}x{r['speedup_vs_eager']:>8.2f}x"
         )
     cpu_bf16 = "native" if native_bf16(torch.device("cpu")) else "emulated"
     print(f'CPU: {cpu_capability()}, bf16 {cpu_bf16} (precision = "auto" uses bf16 only if native)')

@@ -17,6 +17,8 @@ without it the GPU time-slices between processes, and on an H200 eight runs then
     python scripts/gpu_zoo.py pack --out OUT --part 1       # fp16 copies, evals, ≤15 MiB pieces
 
 ``--only cifar10 imagenette`` (on each step) gives the whole window to some datasets.
+``probe --set cuda_graphs=true`` with ``train ... --extra --cuda-graphs`` replays each step as one
+CUDA graph; check it first on the GPU with ``pytest tests/train/test_graphs.py`` (seconds).
 
 Every run is an ordinary run folder (``runs/<name>``): ``scripts/ship_model.py`` ships it.
 """
@@ -82,11 +84,11 @@ def jobs(only: Sequence[str] = ()) -> list[tuple[Group, str]]:
     return [(g, v) for g in groups(only) for v in g.variants]
 
 
-def _cfg(group: Group, variant: str, data_root: str):
+def _cfg(group: Group, variant: str, data_root: str, overrides: Sequence[str] = ()):
     from abn.train.config import load_config
 
     return load_config(ROOT / "configs" / f"{group.config}.toml", [f'variant="{variant}"',
-                       f'data_root="{data_root}"'])  # fmt: skip
+                       f'data_root="{data_root}"', *overrides])  # fmt: skip
 
 
 # ---------------------------------------------------------------- prepare
@@ -130,8 +132,14 @@ def decode(group: Group, data_root: str, workers: int) -> None:
 
 
 # ---------------------------------------------------------------- probe
-def probe_one(group: Group, variant: str, start_at: float, seconds: float) -> dict:
-    """Training speed (images/s) of one run on synthetic data, measured from ``start_at``."""
+def probe_one(
+    group: Group, variant: str, start_at: float, seconds: float, overrides: Sequence[str] = ()
+) -> dict:
+    """Training speed (images/s) of one run on synthetic data, measured from ``start_at``.
+
+    ``overrides`` (``key=value``, as ``abn train --set``) are those the training runs will get,
+    e.g. ``cuda_graphs=true``.
+    """
     import torch
 
     from abn.data.memory import DeviceBatches
@@ -139,9 +147,9 @@ def probe_one(group: Group, variant: str, start_at: float, seconds: float) -> di
     from abn.train.data import _stored_size, resolve_info
     from abn.train.engine import train_one_epoch
     from abn.train.optim import build_optimizer
-    from abn.train.run import _use_channels_last, build_model, resolve_device
+    from abn.train.run import _use_channels_last, build_model, make_step, resolve_device
 
-    cfg = _cfg(group, variant, "")
+    cfg = _cfg(group, variant, "", overrides)
     device = resolve_device("auto")
     precision = resolve_precision(cfg.precision, device)
     torch.backends.cudnn.benchmark = True
@@ -159,25 +167,29 @@ def probe_one(group: Group, variant: str, start_at: float, seconds: float) -> di
                             device=device, channels_last=cl)  # fmt: skip
     model = build_model(cfg, info.num_classes).to(device, memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg, device)
-    train_one_epoch(model, batches, opt, device, precision)  # warm-up
+    step = make_step(cfg, model, opt, device, precision)
+    train_one_epoch(model, batches, opt, device, precision, step=step)  # warm-up (and capture)
     while time.time() < start_at:
-        train_one_epoch(model, batches, opt, device, precision)
+        train_one_epoch(model, batches, opt, device, precision, step=step)
     done, spent = 0, 0.0
     while spent < seconds:
-        stats = train_one_epoch(model, batches, opt, device, precision)
+        stats = train_one_epoch(model, batches, opt, device, precision, step=step)
         done, spent = done + stats.images, spent + stats.seconds
     memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
     return {"name": group.name(variant), "images_per_s": done / spent, "max_memory_gib": memory}
 
 
-def probe(seconds: float, out: Path, wait: float, only: Sequence[str] = ()) -> None:
+def probe(
+    seconds: float, out: Path, wait: float, only: Sequence[str] = (), overrides: Sequence[str] = ()
+) -> None:
     """Probe every run at once (they share the GPU as they will in training)."""
     start_mps()
     start_at = time.time() + wait
     procs = []
     for group, variant in jobs(only):
         argv = [sys.executable, __file__, "probe-one", group.config, variant,
-                "--start-at", str(start_at), "--seconds", str(seconds)]  # fmt: skip
+                "--start-at", str(start_at), "--seconds", str(seconds),
+                *(f"--set={o}" for o in overrides)]  # fmt: skip
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=_env()))
     results = []
     for p in procs:
@@ -340,11 +352,14 @@ def main() -> None:
     a.add_argument("--seconds", type=float, default=15)
     a.add_argument("--wait", type=float, default=25, help="start-up allowance before measuring")
     a.add_argument("--out", type=Path, default=ROOT / "runs" / "zoo-probe.json")
+    a.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config overrides the training runs will get (e.g. cuda_graphs=true)")  # fmt: skip
     a = sub.add_parser("probe-one")
     a.add_argument("config")
     a.add_argument("variant")
     a.add_argument("--start-at", type=float, required=True)
     a.add_argument("--seconds", type=float, required=True)
+    a.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     a = sub.add_parser("train")
     a.add_argument("--budget", type=float, required=True, help="seconds of training to plan")
     a.add_argument("--only", nargs="*", default=[], help="datasets to train (default: all)")
@@ -364,10 +379,11 @@ def main() -> None:
     if args.cmd == "prepare":
         prepare(args.packs, args.data_root, args.workers, args.only)
     elif args.cmd == "probe":
-        probe(args.seconds, args.out, args.wait, args.only)
+        probe(args.seconds, args.out, args.wait, args.only, args.overrides)
     elif args.cmd == "probe-one":
         group = next(g for g in GROUPS if g.config == args.config)
-        print(json.dumps(probe_one(group, args.variant, args.start_at, args.seconds)), flush=True)
+        result = probe_one(group, args.variant, args.start_at, args.seconds, args.overrides)
+        print(json.dumps(result), flush=True)
     elif args.cmd == "train":
         train(args.budget, args.probe, args.data_root, args.out, args.deadline, args.extra,
               args.only)  # fmt: skip

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,3 +66,17 @@ def test_only_restricts_the_plan_and_the_runs(zoo):
     assert len(zoo.jobs()) == sum(len(g.variants) for g in zoo.GROUPS)
     with pytest.raises(SystemExit, match="unknown dataset"):
         zoo.jobs(["cifar100"])
+
+
+def test_probe_takes_the_runs_overrides(zoo):
+    group = zoo.groups(["cifar10"])[0]
+    cfg = zoo._cfg(group, "cam", "", ["cuda_graphs=true", "batch_size=64"])
+    assert (cfg.variant, cfg.cuda_graphs, cfg.batch_size) == ("cam", True, 64)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_probe_with_cuda_graphs_on_a_cpu_says_why(zoo):
+    from abn.train.run import TrainError
+
+    with pytest.raises(TrainError, match="cuda_graphs needs a CUDA device"):
+        zoo.probe_one(zoo.groups(["cifar10"])[0], "abn", 0.0, 0.0, ["cuda_graphs=true"])

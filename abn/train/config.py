@@ -56,6 +56,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where native, else fp32) | bf16 | fp32
     channels_last: str = "auto"  # auto (on GPU) | true | false
     compile: bool = False
+    cuda_graphs: bool = False  # replay each training step as one CUDA graph (abn/train/graphs.py)
     # bookkeeping
     seed: int = 0
     out: str = "runs"
@@ -81,6 +82,7 @@ class TrainConfig:
             (self.precision in PRECISIONS, "precision is auto, bf16 or fp32"),
             (self.channels_last in ("auto", "true", "false"), "channels_last is auto/true/false"),
             (len(self.input_size) in (0, 2), "input_size is [] or [height, width]"),
+            (not (self.compile and self.cuda_graphs), "compile and cuda_graphs exclude each other"),
             (bool(self.name) and "/" not in self.name, "name must be a non-empty folder name"),
         ]
         for ok, message in checks:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +44,41 @@ def _correct(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=1).eq(target).sum().float()
 
 
+class TrainStep:
+    """One SGD step on a batch: forward under autocast, L_att + L_per, backward, update.
+
+    Returns the batch's statistics row (loss sums, correct counts, images) on the device, without
+    synchronising with the host, so that :class:`~abn.train.graphs.GraphedStep` can capture it.
+    ``cache_casts=False`` (needed under graph capture) re-casts the weights for bf16 each step.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        precision: str = "auto",
+        cache_casts: bool = True,
+    ) -> None:
+        self.model, self.optimizer, self.device = model, optimizer, device
+        self.precision, self.cache_casts = precision, cache_casts
+        self.has_att = False
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast_for(self.device, self.precision, cache=self.cache_casts):
+            out = self.model(x)
+        parts = abn_loss(out, y)
+        parts.total.backward()
+        self.optimizer.step()
+        b = float(y.shape[0])
+        self.has_att = out.att_logits is not None
+        att = _correct(out.att_logits, y) if self.has_att else parts.per.new_zeros(())
+        row = [parts.total.detach() * b, parts.att.detach() * b, parts.per.detach() * b]
+        row += [_correct(out.logits, y), att, parts.per.new_full((), b)]
+        return torch.stack([v.float() for v in row]).double()
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -51,33 +86,28 @@ def train_one_epoch(
     device: torch.device,
     precision: str = "auto",
     bar: object = None,
+    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> EpochStats:
-    """Train for one pass over ``batches``; returns statistics reduced across processes."""
+    """Train for one pass over ``batches``; returns statistics reduced across processes.
+
+    ``step`` runs one batch (default: an eager :class:`TrainStep`); pass a
+    :class:`~abn.train.graphs.GraphedStep` to replay it as a CUDA graph.
+    """
     model.train()
+    step = step or TrainStep(model, optimizer, device, precision)
     sums = torch.zeros(6, dtype=torch.float64, device=device)
-    has_att = False
     start = time.perf_counter()
-    for step, (x, y) in enumerate(batches):
-        with autocast_for(device, precision):
-            out = model(x)
-        parts = abn_loss(out, y)
-        optimizer.zero_grad(set_to_none=True)
-        parts.total.backward()
-        optimizer.step()
-        b = y.shape[0]
-        row = [parts.total.detach() * b, parts.att.detach() * b, parts.per.detach() * b]
-        row.append(_correct(out.logits, y))
-        has_att = out.att_logits is not None
-        row.append(_correct(out.att_logits, y) if has_att else torch.zeros((), device=device))
-        row.append(torch.tensor(float(b), device=device))
-        sums += torch.stack([v.double() for v in row])
-        if bar is not None and step % 10 == 0:
-            bar.set_postfix(loss=f"{parts.total.item():.3f}")  # type: ignore[attr-defined]
+    for i, (x, y) in enumerate(batches):
+        row = step(x, y)
+        sums += row
+        if bar is not None and i % 10 == 0:
+            bar.set_postfix(loss=f"{(row[_LOSS] / row[_N]).item():.3f}")  # type: ignore[attr-defined]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     totals = all_reduce_sum(sums.cpu()).tolist()
     n = max(totals[_N], 1.0)
+    has_att = bool(getattr(step, "has_att", False))  # set by the step's model output
     return EpochStats(
         loss=totals[_LOSS] / n,
         loss_att=totals[_ATT] / n,

@@ -39,7 +39,8 @@ from abn.precision import cpu_capability, resolve_precision
 from . import distributed
 from .config import TrainConfig, to_toml
 from .data import DataBundle, build_data
-from .engine import EpochStats, train_one_epoch
+from .engine import EpochStats, TrainStep, train_one_epoch
+from .graphs import CudaGraphBackend, GraphedStep
 from .logging import MetricsLog, progress
 from .optim import build_optimizer, set_lr
 from .state import (
@@ -180,6 +181,32 @@ def _use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.channels_last == "true" or (cfg.channels_last == "auto" and device.type == "cuda")
 
 
+def check_cuda_graphs(cfg: TrainConfig, device: torch.device, ddp: bool = False) -> None:
+    """Refuse ``cuda_graphs`` where it cannot work, before any data is loaded."""
+    if not cfg.cuda_graphs:
+        return
+    if device.type != "cuda":
+        raise TrainError(f"cuda_graphs needs a CUDA device; this run's device is {device}")
+    if ddp:
+        raise TrainError("cuda_graphs does not work with DDP (torchrun); train in one process")
+
+
+def make_step(
+    cfg: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    precision: str,
+    ddp: bool = False,
+) -> TrainStep | GraphedStep:
+    """The run's training step: eager, or replayed as a CUDA graph with ``cuda_graphs``."""
+    if not cfg.cuda_graphs:
+        return TrainStep(model, optimizer, device, precision)
+    check_cuda_graphs(cfg, device, ddp)
+    step = TrainStep(model, optimizer, device, precision, cache_casts=False)
+    return GraphedStep(step, optimizer, CudaGraphBackend(device))
+
+
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The model of ``cfg``, initialised from ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
@@ -258,6 +285,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     run_dir = resume.run_dir if resume else cfg.run_dir()
     # before loading data, which may take long
     _check_on_main(dist, lambda: check_writable(run_dir))
+    check_cuda_graphs(cfg, device, dist.enabled)
     cl = _use_channels_last(cfg, device)
     precision = resolve_precision(cfg.precision, device)  # "auto" → bf16 where native, else fp32
     data = build_data(cfg, device, dist, channels_last=cl)
@@ -288,6 +316,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         )
     if cfg.compile:
         model = torch.compile(model)
+    step = make_step(cfg, model, optimizer, device, precision, dist.enabled)
     saving = _Saving(run_dir, start_epoch)
     if dist.is_main:
         config = to_toml(cfg).encode()
@@ -311,7 +340,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         data.train.set_epoch(epoch)
         bar = progress(data.train, show, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         epoch_stats = train_one_epoch(
-            model, bar, optimizer, device, precision, bar if bar is not data.train else None
+            model, bar, optimizer, device, precision, bar if bar is not data.train else None, step
         )
         stats.append(epoch_stats)
         last = epoch + 1 == cfg.epochs

@@ -37,11 +37,12 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ("precision=fp8", "precision is"),
         ("compile=maybe", "compile expects"),
         ("foo.bar=1", "only model_kwargs"),
+        ("compile=true cuda_graphs=true", "compile and cuda_graphs exclude each other"),
     ],
 )
 def test_bad_overrides_name_the_problem(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_config(None, [override])
+        load_config(None, override.split(" "))
 
 
 def test_step_schedule_divides_by_ten_at_half_and_three_quarters() -> None:
