@@ -271,6 +271,7 @@ def train(
 ) -> RunResult:
     """Train ``cfg`` (continuing from ``resume``); returns the run folder and test numbers."""
     device = resolve_device(cfg.device)
+    benchmark = torch.backends.cudnn.benchmark
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels
@@ -279,6 +280,7 @@ def train(
         return _train(cfg, device, dist, resume, command or " ".join(sys.argv), on_epoch_end)
     finally:
         distributed.teardown()
+        torch.backends.cudnn.benchmark = benchmark  # the caller's setting, after the run
 
 
 def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
