@@ -23,6 +23,10 @@ import torch
 StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+class GraphCaptureError(ValueError):
+    """The training step could not be captured as a CUDA graph; the message says why."""
+
+
 class GraphBackend(Protocol):
     """How steps run eagerly before capture, are captured, and are replayed."""
 
@@ -113,6 +117,13 @@ class GraphedStep:
         self._y = torch.empty_like(y)
         self._row = torch.zeros(6, dtype=torch.float64, device=x.device)
         x_static, y_static, row = self._x, self._y, self._row
-        self.backend.capture(lambda: row.copy_(self.step(x_static, y_static)))
+        try:
+            self.backend.capture(lambda: row.copy_(self.step(x_static, y_static)))
+        except RuntimeError as exc:
+            self._x = None  # nothing captured: a later call tries again
+            raise GraphCaptureError(
+                f"could not capture the training step as a CUDA graph ({exc}); "
+                "train without cuda_graphs"
+            ) from exc
         self._lrs = self._current_lrs()
         self.captures += 1

@@ -12,7 +12,7 @@ from abn.cli import main
 from abn.models import create
 from abn.train.config import TrainConfig
 from abn.train.engine import TrainStep, train_one_epoch
-from abn.train.graphs import CudaGraphBackend, GraphedStep
+from abn.train.graphs import CudaGraphBackend, GraphCaptureError, GraphedStep
 from abn.train.optim import build_optimizer, set_lr
 
 
@@ -149,3 +149,17 @@ def test_real_cuda_graph_trains_as_the_eager_step(precision: str) -> None:
         eager_model.state_dict().values(), graph_model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(p.float(), q.float(), rtol=1e-3, atol=1e-3)
+
+
+def test_a_failed_capture_says_what_to_do() -> None:
+    class Failing(ReplayBackend):
+        def capture(self, fn) -> None:
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    (_, _), (model, opt) = _pair("abn")
+    graphed = GraphedStep(TrainStep(model, opt, torch.device("cpu"), "fp32"), opt, Failing(), 1)
+    (x, y), (x2, y2) = _batches("abn", 2)
+    graphed(x, y)
+    with pytest.raises(GraphCaptureError, match="stream is capturing.*train without cuda_graphs"):
+        graphed(x2, y2)
+    assert graphed.replays == 0
