@@ -22,6 +22,7 @@ batches are identical on every device and an interrupted run resumes exactly.
 
 from __future__ import annotations
 
+import math
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -39,7 +40,7 @@ from tqdm.auto import tqdm
 from abn.data.errors import DataError
 from abn.data.paths import resolve_root
 from abn.data.registry import build_dataset, dataset_info
-from abn.data.transforms import as_size, resize_size
+from abn.data.transforms import RESIZED_CROP_RATIO, as_size, check_resized_crop, resize_size
 
 CACHE_VERSION = 1
 Fit = Literal["resize", "crop"]
@@ -343,6 +344,8 @@ class DeviceBatches(EpochState):
         drop_last: drop the last incomplete batch; default: ``train``.
         rank, world_size: take every ``world_size``-th sample from offset ``rank`` (DDP).
         dtype, channels_last: of the output images.
+        resized_crop: ``(lo, hi)`` area range of an Inception-style random resized crop that
+            replaces the random crop when training (``imagenet`` recipe only); default: off.
     """
 
     def __init__(
@@ -365,7 +368,9 @@ class DeviceBatches(EpochState):
         world_size: int = 1,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
+        resized_crop: Sequence[float] | None = None,
     ) -> None:
+        check_resized_crop(recipe, resized_crop)
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(
                 f"images must be uint8 N×C×H×W, got {images.dtype} {tuple(images.shape)}"
@@ -389,6 +394,7 @@ class DeviceBatches(EpochState):
         self.drop_last = train if drop_last is None else drop_last
         self.rank, self.world_size = rank, world_size
         self.dtype, self.channels_last = dtype, channels_last
+        self.resized_crop = tuple(resized_crop) if resized_crop is not None else None
         if any(c > s + 2 * self.padding for c, s in zip(self.crop_size, stored, strict=True)):
             raise ValueError(f"crop_size {self.crop_size} larger than stored {stored} + padding")
 
@@ -414,7 +420,11 @@ class DeviceBatches(EpochState):
             yield x, self.targets[idx]
 
     def _plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample order and per-sample random flips/offsets for ``epoch`` (CPU, seeded)."""
+        """Sample order and per-sample random flips and crops for ``epoch`` (CPU, seeded).
+
+        The crops are offsets (B×2: top, left) of the random crop, or with ``resized_crop``
+        boxes (B×4: top, left, height, width) drawn after them from the same generator.
+        """
         n = len(self.images)
         g = _epoch_generator(self.seed, epoch)
         order = torch.randperm(n, generator=g) if self.train else torch.arange(n)
@@ -423,6 +433,8 @@ class DeviceBatches(EpochState):
         offsets = torch.stack(
             [torch.randint(0, r + 1, (n,), generator=g) for r in room], dim=1
         )  # drawn for every sample so ranks and batch sizes share one plan
+        if self.train and self.resized_crop is not None:
+            offsets = resized_crop_boxes(n, tuple(self.images.shape[-2:]), self.resized_crop, g)
         if self.train:
             per_rank = self._per_rank()
             order = order[self.rank :: self.world_size][:per_rank]
@@ -439,13 +451,71 @@ class DeviceBatches(EpochState):
 
     def _augment(self, x: torch.Tensor, flips: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         if self.train:
-            x = random_crop(x, self.crop_size, offsets.to(x.device), self.padding)
+            if self.resized_crop is not None:
+                x = resized_crop(x, offsets.to(x.device), self.crop_size)
+            else:
+                x = random_crop(x, self.crop_size, offsets.to(x.device), self.padding)
             if self.flip:
                 x = torch.where(flips.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
         elif tuple(x.shape[-2:]) != self.crop_size:
             x = TF.center_crop(x, list(self.crop_size))
         x = x.to(self.dtype).div_(255).sub_(self.mean).div_(self.std)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def resized_crop_boxes(
+    n: int,
+    stored: tuple[int, int],
+    scale: Sequence[float],
+    g: torch.Generator,
+    ratio: Sequence[float] = RESIZED_CROP_RATIO,
+    tries: int = 10,
+) -> torch.Tensor:
+    """``n`` random resized crop boxes (top, left, height, width) in an ``H×W`` image.
+
+    torchvision's ``RandomResizedCrop`` sampling, vectorised: area fraction uniform in
+    ``scale``, log aspect ratio uniform in ``log(ratio)``, the first of ``tries`` that fits;
+    else the whole image, cropped to the ratio range's nearer end.
+    """
+    h_img, w_img = stored
+    area = torch.empty(n, tries).uniform_(scale[0], scale[1], generator=g) * h_img * w_img
+    log_r = torch.empty(n, tries).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=g)
+    aspect = log_r.exp()
+    w = (area * aspect).sqrt().round()
+    h = (area / aspect).sqrt().round()
+    fits = (w > 0) & (w <= w_img) & (h > 0) & (h <= h_img)
+    first = fits.float().argmax(dim=1, keepdim=True)
+    w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
+    fallback_h, fallback_w = _whole_image_box(stored, ratio)
+    none = ~fits.any(dim=1)
+    h = torch.where(none, torch.full_like(h, fallback_h), h)
+    w = torch.where(none, torch.full_like(w, fallback_w), w)
+    u = torch.rand(n, 2, generator=g)
+    top = torch.where(none, (h_img - h) // 2, (u[:, 0] * (h_img - h + 1)).floor())
+    left = torch.where(none, (w_img - w) // 2, (u[:, 1] * (w_img - w + 1)).floor())
+    return torch.stack([top, left, h, w], dim=1).long()
+
+
+def _whole_image_box(stored: tuple[int, int], ratio: Sequence[float]) -> tuple[int, int]:
+    h_img, w_img = stored
+    in_ratio = w_img / h_img
+    if in_ratio < min(ratio):
+        return round(w_img / min(ratio)), w_img
+    if in_ratio > max(ratio):
+        return h_img, round(h_img * max(ratio))
+    return h_img, w_img
+
+
+def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop each image of ``x`` (B×C×H×W) to its box (B×4: top, left, height, width) and
+    resize it to ``size`` (bilinear, as ``F.interpolate`` with ``align_corners=False``; float
+    output), vectorised."""
+    from torchvision.ops import roi_align
+
+    top, left, h, w = boxes.to(torch.float32).unbind(1)
+    index = torch.arange(len(x), device=x.device, dtype=torch.float32)
+    rois = torch.stack([index, left, top, left + w, top + h], dim=1)
+    return roi_align(x.float(), rois, list(size), spatial_scale=1.0, sampling_ratio=1, aligned=True)
 
 
 def random_crop(

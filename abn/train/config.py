@@ -17,6 +17,8 @@ import tomllib
 
 from abn.precision import PRECISIONS
 
+AUGMENTS = ("paper", "random-resized-crop")
+
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key at fault."""
@@ -37,6 +39,10 @@ class TrainConfig:
     train_split: str = ""  # "" → the dataset's own train split
     test_split: str = ""  # "" → the dataset's own evaluation split
     input_size: list[int] = field(default_factory=list)  # [] → the dataset's size
+    # training crop: "paper" (the recipe's) | "random-resized-crop" (imagenet recipe: an
+    # Inception-style crop of crop_scale of the area, aspect 3/4–4/3; evaluation unchanged)
+    augment: str = "paper"
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
     loader: str = "auto"  # auto | memory | folder
     workers: int = 4
     limit_train: int = 0  # 0 → all; else a deterministic sample of this size
@@ -82,12 +88,23 @@ class TrainConfig:
             (self.precision in PRECISIONS, "precision is auto, bf16 or fp32"),
             (self.channels_last in ("auto", "true", "false"), "channels_last is auto/true/false"),
             (len(self.input_size) in (0, 2), "input_size is [] or [height, width]"),
+            (self.augment in AUGMENTS, f"augment is one of {', '.join(AUGMENTS)}"),
+            (
+                len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
+                "crop_scale is [lo, hi] with 0 < lo <= hi <= 1",
+            ),
             (not (self.compile and self.cuda_graphs), "compile and cuda_graphs exclude each other"),
             (bool(self.name) and "/" not in self.name, "name must be a non-empty folder name"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def resized_crop(self) -> tuple[float, float] | None:
+        """The random resized crop's area range, or ``None`` for the recipe's own crop."""
+        if self.augment == "random-resized-crop":
+            return (self.crop_scale[0], self.crop_scale[1])
+        return None
 
     def milestone_epochs(self) -> list[int]:
         """Epochs (0-based) at whose start the learning rate is multiplied by ``gamma``.

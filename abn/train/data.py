@@ -74,6 +74,11 @@ def build_data(
             f"batch_size {cfg.batch_size} (global) is not divisible by {dist.world_size} processes"
         )
     per_rank = cfg.batch_size // dist.world_size
+    if cfg.resized_crop() is not None and info.recipe != "imagenet":
+        raise ValueError(
+            f"augment = 'random-resized-crop' is for datasets with the 'imagenet' recipe; "
+            f"{cfg.data} uses {info.recipe!r}"
+        )
     kind = loader_kind(cfg, info, size)
     make = _memory_batches if kind == "memory" else _folder_batches
     common = {"cfg": cfg, "info": info, "size": size, "device": device, "dist": dist}
@@ -120,6 +125,7 @@ def _memory_batches(
         rank=dist.rank,
         world_size=dist.world_size,
         channels_last=cl,
+        resized_crop=cfg.resized_crop() if train else None,
     )
     return batches, len(mem), mem.split_size or len(mem)
 
@@ -142,7 +148,8 @@ def deterministic_subset(n: int, limit: int | None) -> list[int] | None:
 def _folder_batches(
     *, cfg, info, size, device, dist, split, train, batch, cl
 ) -> tuple[Any, int, int]:
-    transform = build_transform(info.recipe, train, size, info.mean, info.std)
+    crop = cfg.resized_crop() if train else None
+    transform = build_transform(info.recipe, train, size, info.mean, info.std, crop)
     ds: Dataset = build_dataset(cfg.data, split, root=cfg.data_root or None, transform=transform)
     total = len(ds)
     chosen = deterministic_subset(total, _limit(cfg, train))

@@ -226,3 +226,56 @@ def test_worker_processes_decode_the_same(data_root: Path) -> None:
     parallel = load_into_memory("celeba-hq", "test", num_workers=1, **kw)
     assert torch.equal(serial.images, parallel.images)
     assert torch.equal(serial.targets, parallel.targets)
+
+
+def test_resized_crop_boxes_follow_torchvision_sampling() -> None:
+    g = torch.Generator().manual_seed(0)
+    boxes = memory.resized_crop_boxes(20_000, (183, 183), (0.08, 1.0), g)
+    top, left, h, w = boxes.unbind(1)
+    assert bool((top >= 0).all() and (left >= 0).all())
+    assert bool((top + h <= 183).all() and (left + w <= 183).all())
+    area = (h * w).float() / 183**2
+    aspect = w.float() / h.float()
+    assert 0.07 < area.min() and area.max() <= 1.0 and abs(area.mean().item() - 0.48) < 0.02
+    assert aspect.min() > 0.7 and aspect.max() < 1.4  # 3/4–4/3 after rounding
+    # a strip no box of the ratio range fits: the whole image, cut to the nearer ratio
+    wide = memory.resized_crop_boxes(4, (10, 100), (0.9, 1.0), g)
+    assert wide.tolist() == [[0, 43, 10, 13]] * 4
+
+
+def test_resized_crop_is_a_bilinear_resize_of_the_box() -> None:
+    x = torch.randint(0, 256, (3, 3, 40, 50), dtype=torch.uint8)
+    whole = torch.tensor([[0, 0, 40, 50]] * 3)
+    out = memory.resized_crop(x, whole, (64, 32))
+    expected = torch.nn.functional.interpolate(x.float(), (64, 32), mode="bilinear")
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-3)
+    boxes = torch.tensor([[5, 7, 20, 30], [0, 0, 10, 10], [12, 3, 28, 40]])
+    out = memory.resized_crop(x, boxes, (16, 16))
+    for i, (t, left, h, w) in enumerate(boxes.tolist()):
+        crop = x[i : i + 1, :, t : t + h, left : left + w].float()
+        ref = torch.nn.functional.interpolate(crop, (16, 16), mode="bilinear")
+        # equal away from the box's far edges, where roi_align reads the pixels beyond it
+        torch.testing.assert_close(out[i, :, :-1, :-1], ref[0, :, :-1, :-1], rtol=0, atol=1e-3)
+
+
+def test_training_with_resized_crop_is_seeded_and_keeps_eval() -> None:
+    images = torch.randint(0, 256, (24, 3, 73, 73), dtype=torch.uint8)
+    targets = torch.arange(24)
+    kw = {"recipe": "imagenet", "crop_size": 64, "resized_crop": (0.2, 1.0), "seed": 3}
+    a = DeviceBatches(images, targets, 8, **kw)
+    b = DeviceBatches(images, targets, 8, **kw)
+    first = [x for x, _ in a.batches(1)]
+    assert all(x.shape == (8, 3, 64, 64) for x in first)
+    assert all(torch.equal(x, y) for x, (y, _) in zip(first, b.batches(1), strict=True))
+    assert not torch.equal(first[0], next(iter(a.batches(2)))[0])  # another epoch, other crops
+    plain = DeviceBatches(images, targets, 8, recipe="imagenet", crop_size=64, train=False)
+    evals = DeviceBatches(images, targets, 8, **kw, train=False)
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(plain, evals, strict=True))
+
+
+def test_resized_crop_outside_the_imagenet_recipe_is_refused() -> None:
+    images = torch.zeros(4, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="for the 'imagenet' recipe, not 'cifar'"):
+        DeviceBatches(images, torch.zeros(4), 2, recipe="cifar", resized_crop=(0.1, 1.0))
+    with pytest.raises(ValueError, match="0 < lo <= hi <= 1"):
+        DeviceBatches(images, torch.zeros(4), 2, recipe="imagenet", resized_crop=(0.5, 0.1))

@@ -6,6 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
+from torchvision.transforms import v2
+
 from abn.data.transforms import RECIPES, build_transform
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -55,3 +57,15 @@ def test_unknown_recipe() -> None:
     assert set(RECIPES) == {"cifar", "imagenet", "compcars", "celeba"}
     with pytest.raises(ValueError, match="unknown recipe"):
         build_transform("mnist", True)
+
+
+def test_random_resized_crop_replaces_the_imagenet_training_crop_only() -> None:
+    image = Image.effect_noise((300, 200), 64).convert("RGB")
+    train = build_transform("imagenet", True, 128, MEAN, STD, resized_crop=(0.3, 1.0))
+    assert any(isinstance(t, v2.RandomResizedCrop) and t.scale == (0.3, 1.0) for t in train.transforms)
+    assert tuple(train(image).shape) == (3, 128, 128)
+    paper_eval = build_transform("imagenet", False, 128, MEAN, STD)
+    rrc_eval = build_transform("imagenet", False, 128, MEAN, STD, resized_crop=(0.3, 1.0))
+    assert torch.equal(paper_eval(image), rrc_eval(image))  # evaluation is the recipe's own
+    with pytest.raises(ValueError, match="for the 'imagenet' recipe, not 'celeba'"):
+        build_transform("celeba", True, 64, resized_crop=(0.3, 1.0))

@@ -38,6 +38,8 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ("compile=maybe", "compile expects"),
         ("foo.bar=1", "only model_kwargs"),
         ("compile=true cuda_graphs=true", "compile and cuda_graphs exclude each other"),
+        ("augment=mixup", "augment is one of paper, random-resized-crop"),
+        ("crop_scale=[0.5,0.2]", "crop_scale is"),
     ],
 )
 def test_bad_overrides_name_the_problem(override: str, message: str) -> None:
@@ -100,3 +102,9 @@ def test_paper_runs_have_configs() -> None:
     for prefix in ("cifar10-", "cifar100-", "svhn-", "imagenet-", "compcars-", "celeba-",
                    "cifar10-pack", "imagenette-", "celeba-hq-"):  # fmt: skip
         assert any(n.startswith(prefix) for n in names), prefix
+
+
+def test_random_resized_crop_is_opt_in() -> None:
+    assert load_config(None, []).resized_crop() is None
+    cfg = load_config(None, ['augment="random-resized-crop"', "crop_scale=[0.35, 1]"])
+    assert cfg.resized_crop() == (0.35, 1.0)
