@@ -81,6 +81,10 @@ class GraphedStep:
         backend: GraphBackend,
         warmup: int = 3,
     ) -> None:
+        if warmup < 1:
+            raise ValueError(
+                "warmup must be >= 1: capture needs the kernels chosen and SGD's state"
+            )
         self.step, self.optimizer, self.backend, self.warmup = step, optimizer, backend, warmup
         self.calls = 0
         self.captures = 0

@@ -121,9 +121,12 @@ def test_cuda_graphs_on_a_cpu_run_stops_before_loading_data(tmp_path, capsys) ->
     assert "Traceback" not in err and not (tmp_path / "g" / "metrics.csv").exists()
 
 
-def test_cuda_graph_backend_refuses_a_cpu_device() -> None:
+def test_cuda_graph_backend_refuses_a_cpu_device_and_no_warmup() -> None:
     with pytest.raises(ValueError, match="need a CUDA device"):
         CudaGraphBackend(torch.device("cpu"))
+    (_, _), (model, opt) = _pair("plain")
+    with pytest.raises(ValueError, match="warmup must be >= 1"):
+        GraphedStep(TrainStep(model, opt, torch.device("cpu")), opt, ReplayBackend(), warmup=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
