@@ -206,15 +206,14 @@ class CheckpointEval:
 
     @property
     def is_sample(self) -> bool:
-        return bool(self.limit) and self.result.n < self.total
+        return self.result.n < self.total
 
     def record(self) -> dict[str, Any]:
-        return metrics_record(self.result, self.total if self.is_sample else self.result.n)
+        return metrics_record(self.result, self.total)
 
     def card_key(self) -> str:
         """Where a card keeps these numbers: see :func:`metrics_key`."""
-        total = self.total if self.is_sample else self.result.n
-        return metrics_key(self.dataset, self.split, self.result.n, total)
+        return metrics_key(self.dataset, self.split, self.result.n, self.total)
 
 
 def evaluate_checkpoint(
