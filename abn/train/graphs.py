@@ -1,7 +1,7 @@
 """A whole training step replayed as one CUDA graph (``cuda_graphs = true``).
 
-Small CIFAR-style networks are bound by the host launching their ~1,000 kernels per step, not by
-the GPU. Capturing forward, loss, backward and the SGD update once and replaying them
+Small CIFAR-style networks are bound by the host launching their kernels, not by the GPU: a
+CIFAR ResNet-56 ABN training step dispatches about 1,600 operators (ResNet-110: 3,100). Capturing forward, loss, backward and the SGD update once and replaying them
 (PyTorch's "whole-network capture") launches them all at once. The numbers are those of the
 eager step: the same kernels run on the same values.
 
