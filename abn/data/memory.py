@@ -22,8 +22,8 @@ batches are identical on every device and an interrupted run resumes exactly.
 
 from __future__ import annotations
 
-import math
 import hashlib
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
-
 from torchvision.transforms import v2
 
 from abn.data.transforms import RECIPES, build_transform
@@ -62,7 +61,9 @@ def test_unknown_recipe() -> None:
 def test_random_resized_crop_replaces_the_imagenet_training_crop_only() -> None:
     image = Image.effect_noise((300, 200), 64).convert("RGB")
     train = build_transform("imagenet", True, 128, MEAN, STD, resized_crop=(0.3, 1.0))
-    assert any(isinstance(t, v2.RandomResizedCrop) and t.scale == (0.3, 1.0) for t in train.transforms)
+    assert any(
+        isinstance(t, v2.RandomResizedCrop) and t.scale == (0.3, 1.0) for t in train.transforms
+    )
     assert tuple(train(image).shape) == (3, 128, 128)
     paper_eval = build_transform("imagenet", False, 128, MEAN, STD)
     rrc_eval = build_transform("imagenet", False, 128, MEAN, STD, resized_crop=(0.3, 1.0))
