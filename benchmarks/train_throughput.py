@@ -24,9 +24,8 @@ import torch
 
 from abn.models import create
 from abn.precision import cpu_capability, native_bf16
-from abn.train.engine import TrainStep
-from abn.train.graphs import CudaGraphBackend, GraphedStep
-from abn.train.run import hardware
+from abn.train.config import TrainConfig
+from abn.train.run import hardware, make_step
 
 
 def batches(
@@ -54,14 +53,6 @@ def batches(
     return out
 
 
-def make_step(model, optimizer, device, precision, mode: str):
-    """The training step the runs use: eager, or replayed as a CUDA graph after 2 warm-ups."""
-    if mode == "eager":
-        return TrainStep(model, optimizer, device, precision)
-    step = TrainStep(model, optimizer, device, precision, cache_casts=False)
-    return GraphedStep(step, optimizer, CudaGraphBackend(device), warmup=2)
-
-
 def build(name: str, variant: str, args, device: torch.device):
     torch.manual_seed(0)
     model = create(name, variant, args.num_classes).to(device)
@@ -86,8 +77,10 @@ def bench_model(name: str, device: torch.device, args) -> list[dict]:
         for mode in modes:
             model, opt = build(name, variant, args, device)
             for precision in args.precisions:
-                step = make_step(model, opt, device, precision, mode)
-                warm = args.warmup if mode == "eager" else max(args.warmup, 3)  # 3rd: capture
+                cfg = TrainConfig(cuda_graphs=mode == "graphs")
+                step = make_step(cfg, model, opt, device, precision)  # the runs' own step
+                # graphs: 3 eager warm-ups, then the capture, before anything is timed
+                warm = args.warmup if mode == "eager" else max(args.warmup, 4)
                 for x, y in (data * warm)[:warm]:
                     step(x, y)
                 runs[(variant, precision, mode)] = (step, [])

@@ -423,18 +423,19 @@ class DeviceBatches(EpochState):
         """Sample order and per-sample random flips and crops for ``epoch`` (CPU, seeded).
 
         The crops are offsets (B×2: top, left) of the random crop, or with ``resized_crop``
-        boxes (B×4: top, left, height, width) drawn after them from the same generator.
+        boxes (B×4: top, left, height, width). All are drawn for every sample, so that ranks
+        and batch sizes share one plan.
         """
         n = len(self.images)
         g = _epoch_generator(self.seed, epoch)
         order = torch.randperm(n, generator=g) if self.train else torch.arange(n)
         flips = torch.rand(n, generator=g) < 0.5
-        room = self._room()
-        offsets = torch.stack(
-            [torch.randint(0, r + 1, (n,), generator=g) for r in room], dim=1
-        )  # drawn for every sample so ranks and batch sizes share one plan
         if self.train and self.resized_crop is not None:
             offsets = resized_crop_boxes(n, tuple(self.images.shape[-2:]), self.resized_crop, g)
+        else:
+            offsets = torch.stack(
+                [torch.randint(0, r + 1, (n,), generator=g) for r in self._room()], dim=1
+            )
         if self.train:
             per_rank = self._per_rank()
             order = order[self.rank :: self.world_size][:per_rank]

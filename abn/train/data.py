@@ -42,7 +42,7 @@ class DataBundle:
     test_split: str
     input_size: tuple[int, int]
     loader_kind: str
-    test_split_size: int = 0  # images in the whole test split (``test_size`` if not limited)
+    test_split_size: int  # images in the whole test split (``test_size`` if not limited)
 
 
 def resolve_info(cfg: TrainConfig) -> DatasetInfo:

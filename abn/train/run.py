@@ -376,7 +376,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     final = None
     if dist.is_main:
         training = _training_info(device, dist, stats, wall, command, cfg.epochs, precision)
-        total = data.test_split_size or test.n
+        total = data.test_split_size
         key = metrics_key(data.info.name, data.test_split, test.n, total)
         metrics = {key: metrics_record(test, total)}
         card = make_card(cfg, raw, data, metrics=metrics, training=training)
