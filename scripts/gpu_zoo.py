@@ -147,7 +147,7 @@ def probe_one(
     from abn.train.data import _stored_size, resolve_info
     from abn.train.engine import train_one_epoch
     from abn.train.optim import build_optimizer
-    from abn.train.run import _use_channels_last, build_model, make_step, resolve_device
+    from abn.train.run import build_model, make_step, resolve_device, use_channels_last
 
     cfg = _cfg(group, variant, "", overrides)
     device = resolve_device("auto")
@@ -162,10 +162,11 @@ def probe_one(
         targets = torch.randint(0, 2, (n, info.num_classes)).float()
     else:
         targets = torch.randint(0, info.num_classes, (n,))
-    cl = _use_channels_last(cfg, device)
+    cl = use_channels_last(cfg.channels_last, device, precision)
     batches = DeviceBatches(images, targets, cfg.batch_size, recipe=info.recipe, crop_size=size,
                             device=device, channels_last=cl)  # fmt: skip
-    model = build_model(cfg, info.num_classes).to(device, memory_format=torch.channels_last)
+    fmt = torch.channels_last if cl else torch.preserve_format
+    model = build_model(cfg, info.num_classes).to(device, memory_format=fmt)
     opt = build_optimizer(model, cfg, device)
     step = make_step(cfg, model, opt, device, precision)
     train_one_epoch(model, batches, opt, device, precision, step=step)  # warm-up (and capture)

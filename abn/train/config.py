@@ -60,7 +60,7 @@ class TrainConfig:
     # speed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where native, else fp32) | bf16 | fp32
-    channels_last: str = "auto"  # auto (on GPU) | true | false
+    channels_last: str = "auto"  # auto (GPU; CPU in fp32) | true | false
     compile: bool = False
     cuda_graphs: bool = False  # replay each training step as one CUDA graph (abn/train/graphs.py)
     # bookkeeping
