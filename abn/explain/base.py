@@ -308,14 +308,20 @@ def pick(maps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return maps[torch.arange(maps.shape[0], device=maps.device), targets]
 
 
+def stretch(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each of B maps (B×…) to [0, 1]; a constant map becomes 0."""
+    flat = maps.flatten(1)
+    shape = (-1,) + (1,) * (maps.dim() - 1)
+    low = flat.min(1).values.view(shape)
+    high = flat.max(1).values.view(shape)
+    return (maps - low) / (high - low).clamp_min(1e-7)
+
+
 def finish(raw: torch.Tensor, size: tuple[int, int], normalize: bool) -> torch.Tensor:
     """Low-resolution B×h×w maps → B×H×W in [0, 1] (optionally min-max per image)."""
     maps = raw.float()
     if normalize:
-        flat = maps.flatten(1)
-        low = flat.min(1).values[:, None, None]
-        high = flat.max(1).values[:, None, None]
-        maps = (maps - low) / (high - low).clamp_min(1e-7)
+        maps = stretch(maps)
     if maps.shape[-2:] != size:
         maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     return maps.clamp(0.0, 1.0) if maps is raw else maps.clamp_(0.0, 1.0)

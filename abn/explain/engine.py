@@ -16,7 +16,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
@@ -196,6 +197,21 @@ def _scatter(parts: list[tuple[torch.Tensor, torch.Tensor]], n: int) -> torch.Te
     return out
 
 
+@contextmanager
+def unchunked(replica: nn.Module) -> Iterator[None]:
+    """Run a multi-task ABN replica's perception passes as one batch: pytorch-grad-cam reads one
+    activation per hooked layer, and ``chunk_size`` would call the layer once per chunk."""
+    chunk = getattr(replica, "chunk_size", None)
+    if chunk is None:
+        yield
+        return
+    replica.chunk_size = 0
+    try:
+        yield
+    finally:
+        replica.chunk_size = chunk
+
+
 def _capture(
     model: nn.Module,
     x: torch.Tensor,
@@ -206,7 +222,7 @@ def _capture(
 ):
     needs_grad = any(e.uses_gradients for e in group)
     start = time.perf_counter()
-    with borrowed_replica(model) as replica:
+    with borrowed_replica(model) as replica, unchunked(replica):
         cache = session_cache(replica)
         view = cache.get("view") or cache.setdefault("view", LogitsView(replica))
         view.task = task

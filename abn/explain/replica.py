@@ -55,15 +55,26 @@ def _replicate(module: nn.Module, memo: dict[int, nn.Module]) -> nn.Module:
     return new
 
 
-def fingerprint(modules: list[nn.Module]) -> tuple:
-    """Identity of the tensors a replica shares: changes when ``.to()`` or re-assignment
-    replaces a parameter or buffer (in-place updates are shared and need no rebuild)."""
-    return tuple(
-        (t.data_ptr(), t.dtype, t.device)
-        for m in modules
-        for t in (*m._parameters.values(), *m._buffers.values())
-        if t is not None
-    )
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def fingerprint(model: nn.Module) -> tuple:
+    """What a replica copies: the modules, their plain settings (``training``, ``mechanism``,
+    ``chunk_size``, …) and the identity of the tensors it shares. It changes when a submodule is
+    swapped, a setting changes, or ``.to()`` or re-assignment replaces a parameter or buffer;
+    in-place updates of the weights are shared and need no rebuild."""
+    parts = []
+    for m in model.modules():
+        settings = tuple(
+            (k, v) for k, v in m.__dict__.items() if not k.startswith("_") and type(v) in _PLAIN
+        )
+        tensors = tuple(
+            (t.data_ptr(), t.dtype, t.device)
+            for t in (*m._parameters.values(), *m._buffers.values())
+            if t is not None
+        )
+        parts.append((id(m), settings, tensors))
+    return tuple(parts)
 
 
 class _Pool:
@@ -71,7 +82,6 @@ class _Pool:
         self.lock = threading.Lock()
         self.free: list[nn.Module] = []
         self.key: tuple = ()
-        self.modules: list[nn.Module] = []
 
 
 _POOLS: weakref.WeakKeyDictionary[nn.Module, _Pool] = weakref.WeakKeyDictionary()
@@ -90,8 +100,7 @@ def borrowed_replica(model: nn.Module) -> Iterator[nn.Module]:
         pool = _POOLS.get(model)
         if pool is None:
             pool = _POOLS[model] = _Pool()
-            pool.modules = list(model.modules())
-    key = fingerprint(pool.modules)
+    key = fingerprint(model)
     with pool.lock:
         if pool.key != key:
             pool.free.clear()

@@ -14,6 +14,7 @@ from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostReleva
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from torch import nn
 
+from ..explain.base import stretch
 from ._model import logits_of, target_probability
 
 
@@ -38,12 +39,17 @@ def confidence_change(
 ) -> dict[str, torch.Tensor]:
     """Per image: confidence before (Y) and after masking the image with its map (O),
     ``drop`` = max(0, Y − O)/Y (its mean ×100 is the Average Drop %) and ``increase`` = O > Y
-    (its mean ×100 is the Increase in Confidence %)."""
+    (its mean ×100 is the Increase in Confidence %).
+
+    Each map is min-max scaled to [0, 1] first, as the Grad-CAM family's maps are: masking
+    depends on the map's scale, and a map that never goes below 0.4 (ABN's raw sigmoid map
+    M(x), say) would otherwise keep 40% of every pixel and look more faithful than it is.
+    """
     targets = torch.as_tensor(targets).view(-1)
     before = target_probability(model, images, targets.to(images.device)).cpu()
     after = CamMultImageConfidenceChange()(
         images,
-        maps.detach().cpu().float().numpy(),
+        stretch(maps.detach().cpu().float()).numpy(),
         _targets(targets),
         _Logits(model),
         return_diff=False,

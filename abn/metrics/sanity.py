@@ -68,13 +68,17 @@ def cascade_groups(model: nn.Module, max_steps: int = 6) -> list[tuple[str, list
 
 
 def _randomize(module: nn.Module, generator: torch.Generator) -> None:
+    """Re-draw ``module``'s own parameters: He-normal weights, normalisation scales near 1 and
+    biases near 0 (a fresh initialisation with some noise, as Adebayo et al. randomise)."""
     with torch.no_grad():
-        for p in module.parameters(recurse=False):
+        for name, p in module.named_parameters(recurse=False):
+            noise = torch.randn(p.shape, generator=generator)
             if p.dim() > 1:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+                p.copy_(noise * (2.0 / p[0].numel()) ** 0.5)
+            elif name == "weight":  # batch-norm / layer-norm scale
+                p.copy_(1.0 + 0.1 * noise)
             else:
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.1 + (1.0 if p.dim() else 0))
+                p.copy_(0.1 * noise)
 
 
 def cascading_randomization(

@@ -5,17 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-# Two-sided 95% Student-t quantiles for small samples; 1.96 beyond.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-        9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000, 120: 1.980}  # fmt: skip
+from scipy.stats import t as student_t
 
 
 def t_quantile(dof: int) -> float:
+    """Two-sided 95% Student-t quantile for ``dof`` degrees of freedom (NaN below 1)."""
     if dof <= 0:
         return math.nan
-    keys = [k for k in _T95 if k >= dof]
-    return _T95[min(keys)] if keys else 1.96
+    return float(student_t.ppf(0.975, dof))
 
 
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:

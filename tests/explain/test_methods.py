@@ -163,6 +163,34 @@ def test_multitask_target_by_name(make_model):
         explain(plain, face, "gradcam", target="Beard", class_names=names)
 
 
+def test_multitask_gradcam_ignores_the_training_chunk_size(make_model):
+    """Chunked perception passes call the target layer once per chunk; explanations run them as
+    one batch (pytorch-grad-cam reads one activation per layer), and keep the model's setting."""
+    model = make_model("resnet20", "abn_multitask", num_classes=3)
+    faces = torch.randn(5, 3, 16, 16)
+    whole = explain(model, faces, "gradcam", target=1)
+    model.chunk_size = 2
+    chunked = explain(model, faces, "gradcam", target=1)
+    assert model.chunk_size == 2
+    torch.testing.assert_close(chunked.raw, whole.raw)
+    torch.testing.assert_close(chunked.scores, whole.scores)
+
+
+def test_a_changed_setting_is_explained_as_changed(images, make_model):
+    """Pooled replicas follow the model: after switching Eq. 2 to Eq. 1, Grad-CAM explains the
+    model as it is now (as the forward-pass methods do), not a stale copy."""
+    import copy
+
+    model = make_model("resnet20", "abn")
+    before = explain(model, images, "gradcam", target=1)
+    model.mechanism = "multiply"
+    after = explain(model, images, "gradcam", target=1)
+    fresh = explain(copy.deepcopy(model), images, "gradcam", target=1)
+    torch.testing.assert_close(after.raw, fresh.raw)
+    torch.testing.assert_close(after.scores, fresh.scores)
+    assert not torch.allclose(after.scores, before.scores)
+
+
 def test_errors_are_clear(images, make_model):
     model = make_model("resnet20", "plain")
     with pytest.raises(ValueError, match="not an ABN"):

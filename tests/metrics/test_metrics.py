@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
@@ -114,13 +115,37 @@ def test_confidence_change_matches_hand_computation():
     maps = torch.rand(3, 32, 32)
     t = torch.tensor([0, 2, 3])
     res = confidence_change(model, x, maps, t)
+    low = maps.amin(dim=(1, 2), keepdim=True)
+    scaled = (maps - low) / (maps.amax(dim=(1, 2), keepdim=True) - low)
     with torch.no_grad():
         before = model(x).logits.softmax(-1)[torch.arange(3), t]
-        after = model(x * maps[:, None]).logits.softmax(-1)[torch.arange(3), t]
+        after = model(x * scaled[:, None]).logits.softmax(-1)[torch.arange(3), t]
     torch.testing.assert_close(res["confidence"], before)
     torch.testing.assert_close(res["masked_confidence"], after, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(res["drop"], (before - after).clamp(min=0) / before)
     assert torch.equal(res["increase"], (after > before).float())
+
+
+def test_confidence_change_does_not_depend_on_the_map_scale():
+    """A raw sigmoid map in [0.4, 0.8] (ABN's M(x)) is judged as its stretched copy."""
+    model = create("resnet20", "plain", num_classes=4).eval()
+    x, maps, t = torch.randn(3, 3, 32, 32), torch.rand(3, 32, 32), torch.tensor([1, 0, 3])
+    full = confidence_change(model, x, maps, t)
+    squeezed = confidence_change(model, x, 0.4 + 0.4 * maps, t)
+    torch.testing.assert_close(squeezed["masked_confidence"], full["masked_confidence"])
+    torch.testing.assert_close(squeezed["drop"], full["drop"])
+
+
+def test_randomisation_redraws_scales_near_one_and_biases_near_zero():
+    from abn.metrics.sanity import _randomize
+
+    generator = torch.Generator().manual_seed(0)
+    conv, bn = torch.nn.Conv2d(64, 64, 3, bias=True), torch.nn.BatchNorm2d(512)
+    _randomize(conv, generator)
+    _randomize(bn, generator)
+    assert abs(conv.weight.std().item() - (2 / (64 * 9)) ** 0.5) < 0.005
+    assert abs(conv.bias.mean().item()) < 0.05 and abs(bn.bias.mean().item()) < 0.02
+    assert abs(bn.weight.mean().item() - 1) < 0.02 and 0.05 < bn.weight.std().item() < 0.15
 
 
 def test_road_runs_through_pytorch_grad_cam():
@@ -216,3 +241,10 @@ def test_mean_ci():
     assert (mean, n) == (2.0, 3)
     assert half == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-3)
     assert math.isnan(mean_ci([])[0])
+    # Student's t at degrees of freedom between table rows (11: 2.201, 40: 2.021)
+    assert mean_ci(np.arange(12.0))[1] == pytest.approx(
+        2.201 * np.arange(12.0).std(ddof=1) / 12**0.5, rel=1e-3
+    )
+    assert mean_ci(np.arange(41.0))[1] == pytest.approx(
+        2.021 * np.arange(41.0).std(ddof=1) / 41**0.5, rel=1e-3
+    )
