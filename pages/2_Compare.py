@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from abn.explain import stretch
 from abn.metrics import agreement_matrix
 from app import compute, layout, views
 from app.errors import error_boundary
@@ -31,7 +32,8 @@ def show_grid(cells, results, picked: Picked, alpha: float, cmap: str) -> None:
             p = float(result.probabilities[0, pred])
             with col, st.container(border=True):
                 st.markdown(f"**{cell.label}**")
-                st.image(views.overlay_image(view, result.maps[0], alpha, cmap), width="stretch")
+                shown = stretch(result.maps[:1])[0]  # ABN's raw M(x) too: one scale for all
+                st.image(views.overlay_image(view, shown, alpha, cmap), width="stretch")
                 st.caption(
                     f"predicts **{result.name_of(pred)}** ({p:.1%}) · "
                     f"target {result.name_of(int(result.targets[0]))} · "
@@ -115,4 +117,7 @@ with error_boundary("Computing the maps"):
     )
     show_grid(cells, results, picked, alpha, cmap)
     show_agreement(cells, results)
-    st.caption(f"All maps are normalised to [0, 1] and share one colour scale ({cmap}).")
+    st.caption(
+        f"Each map is min-max scaled to [0, 1] here, ABN's attention map included (Inspect shows "
+        f"its raw values), and all share one colour scale ({cmap})."
+    )

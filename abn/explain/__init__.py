@@ -17,6 +17,7 @@ from .base import (
     get_method,
     list_methods,
     register_method,
+    stretch,
 )
 from .engine import explain, explain_many, run
 from .methods import GradCamFamily
@@ -35,4 +36,5 @@ __all__ = [
     "list_methods",
     "register_method",
     "run",
+    "stretch",
 ]
