@@ -91,6 +91,8 @@ def test_every_shipped_config_loads(path: Path) -> None:
     assert cfg.name == path.stem
     assert cfg.momentum == 0.9 and cfg.milestones == [0.5, 0.75]
     assert cfg.weight_decay == (5e-4 if "wrn" in cfg.model else 1e-4)
+    if "wrn" in cfg.model:  # the reference code's "WRN-28-10-drop"
+        assert cfg.model_kwargs == {"drop_rate": 0.3}
     if cfg.data.startswith("celeba"):
         assert cfg.variant == "abn_multitask"
         if path.stem != "celeba-hq-resnet20":  # the default face models' from-scratch recipe
