@@ -7,9 +7,12 @@ underscore arguments (not hashed); the keys identify them.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 from torch import nn
@@ -208,22 +211,32 @@ def perturbation(ref: ModelRef, picked: Picked, method: str, steps: int) -> dict
     return _curves(ref.key, picked.digest, method, steps, load(ref), prepare(ref, picked).x, ex)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _split_scores(
-    keys: tuple[str, ...], methods: tuple[str, ...], split: str, n: int, steps: int, root: str,
-    _cells: list[Cell], _progress,
-):  # fmt: skip
-    from abn.metrics.scorecard import Entry, sample_batches, score
-
-    entries = [Entry(c.label, load(c.ref), c.method) for c in _cells]
-    batches, _, total = sample_batches(_cells[0].ref.card, split=split, n=n, batch_size=25,
-                                       root=root)  # fmt: skip
-    return score(entries, batches, ("deletion", "insertion", "confidence"), steps,
-                 progress=_progress, total_batches=total)  # fmt: skip
+_SPLIT_SCORES: OrderedDict[tuple, pd.DataFrame] = OrderedDict()  # shared by all sessions
+_SPLIT_SCORES_MAX = 16
+_SPLIT_SCORES_LOCK = threading.Lock()
 
 
 def split_scores(cells: list[Cell], split: str, n: int, steps: int, root: str, progress=None):
-    """The scorecard table of ``cells`` on ``n`` images of ``split`` (cached per settings)."""
-    keys = tuple(c.ref.key for c in cells)
-    methods = tuple(c.method for c in cells)
-    return _split_scores(keys, methods, split, n, steps, root, cells, progress)
+    """The scorecard table of ``cells`` on ``n`` images of ``split`` (cached per settings).
+
+    Cached by hand, not with ``st.cache_data``: the computation reports to ``progress`` (a
+    progress bar of the calling run), and Streamlit would replay that call on a cache hit onto
+    a bar that no longer exists.
+    """
+    from abn.metrics.scorecard import Entry, sample_batches, score
+
+    key = (tuple(c.ref.key for c in cells), tuple(c.method for c in cells), split, n, steps, root)
+    with _SPLIT_SCORES_LOCK:
+        if key in _SPLIT_SCORES:
+            _SPLIT_SCORES.move_to_end(key)
+            return _SPLIT_SCORES[key].copy()
+    entries = [Entry(c.label, load(c.ref), c.method) for c in cells]
+    batches, _, total = sample_batches(cells[0].ref.card, split=split, n=n, batch_size=25,
+                                       root=root)  # fmt: skip
+    table = score(entries, batches, ("deletion", "insertion", "confidence"), steps,
+                  progress=progress, total_batches=total)  # fmt: skip
+    with _SPLIT_SCORES_LOCK:
+        _SPLIT_SCORES[key] = table
+        while len(_SPLIT_SCORES) > _SPLIT_SCORES_MAX:
+            _SPLIT_SCORES.popitem(last=False)
+    return table.copy()

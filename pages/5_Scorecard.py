@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from abn.metrics.scorecard import HIGHER_IS_BETTER, summarize
+from abn.metrics.scorecard import LABELS, summarize
 from app import compute, layout
 from app.config import data_root
 from app.errors import error_boundary
@@ -25,17 +25,19 @@ layout.setup(
 )
 
 
+PALETTE = px.colors.qualitative.D3  # one colour per method, in both tabs
+
+
 def curves_figure(cells, curves: dict) -> go.Figure:
     fig = make_subplots(1, 2, subplot_titles=("Deletion (lower AUC is better)",
                                                "Insertion (higher AUC is better)"))  # fmt: skip
-    palette = px.colors.qualitative.D3
     for i, cell in enumerate(cells):
         c = curves[cell.label]
         for col, mode in enumerate(("deletion", "insertion"), start=1):
             fig.add_scatter(
                 x=c["fractions"], y=c[mode], row=1, col=col, mode="lines",
                 name=f"{cell.label} ({mode[:3]}. AUC {float(c[f'{mode}_auc']):.3f})",
-                line={"color": palette[i % len(palette)]}, legendgroup=cell.label,
+                line={"color": PALETTE[i % len(PALETTE)]}, legendgroup=cell.label,
             )  # fmt: skip
     fig.update_xaxes(title="fraction of pixels", range=[0, 1])
     fig.update_yaxes(title="P(explained class)", range=[0, 1.02])
@@ -50,13 +52,19 @@ def auc_table(cells, curves: dict) -> pd.DataFrame:
 
 
 def show_split(cells, summary: pd.DataFrame, table: pd.DataFrame) -> None:
-    cols = [c for c in HIGHER_IS_BETTER if c in summary.columns]
+    cols = [c for c in LABELS if c in summary.columns]
     view = summary.set_index("method")[["n", *cols]]
-    view.columns = ["n", *[f"{c} {'↑' if HIGHER_IS_BETTER[c] else '↓'}" for c in cols]]
+    view.columns = ["n", *[LABELS[c] for c in cols]]
     st.dataframe(view.style.format("{:.3f}", subset=view.columns[1:]), width="stretch")
-    st.caption("Means over the sample; avg_drop and increase are in % (Grad-CAM++ paper).")
-    metric = st.selectbox("Distribution of", cols, key="sc_metric")
-    fig = px.box(table, x="method", y=metric, points="outliers", color="method")
+    st.caption(
+        "Means over the sample. Average Drop and Increase in Confidence (Grad-CAM++ paper) mask "
+        "the image with each map min-max scaled to [0, 1]."
+    )
+    metric = st.selectbox("Distribution of", cols, format_func=LABELS.get, key="sc_metric")
+    order = [c.label for c in cells]  # the one-image tab's colours, method for method
+    fig = px.box(table, x="method", y=metric, points="outliers", color="method",
+                 category_orders={"method": order}, color_discrete_sequence=PALETTE,
+                 labels={metric: LABELS[metric], "method": ""})  # fmt: skip
     fig.update_layout(showlegend=False, height=380, margin={"t": 10})
     st.plotly_chart(fig, key="sc_box", width="stretch")
     st.download_button("Per-image scores (CSV)", table.to_csv(index=False).encode(),

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from abn.metrics.scorecard import LABELS
+
+DECIMALS = {"avg_drop": 1, "increase": 1}
 COLUMNS = [  # summary column, header, decimals
-    ("deletion_auc", "deletion AUC ↓", 3),
-    ("insertion_auc", "insertion AUC ↑", 3),
-    ("avg_drop", "Average Drop % ↓", 1),
-    ("increase", "Increase in Conf. % ↑", 1),
-    ("road_morf", "ROAD MoRF ↓", 3),
-    ("road_lerf", "ROAD LeRF ↑", 3),
+    *((key, label, DECIMALS.get(key, 3)) for key, label in LABELS.items()),
     ("seconds_per_image", "s / image", 3),
 ]
 

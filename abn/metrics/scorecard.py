@@ -26,6 +26,14 @@ HIGHER_IS_BETTER = {
     "road_morf": False,
     "road_lerf": True,
 }
+LABELS = {  # display names of the metrics, with the direction that is better
+    "deletion_auc": "deletion AUC ↓",
+    "insertion_auc": "insertion AUC ↑",
+    "avg_drop": "Average Drop % ↓",
+    "increase": "Increase in Conf. % ↑",
+    "road_morf": "ROAD MoRF ↓",
+    "road_lerf": "ROAD LeRF ↑",
+}
 
 
 @dataclass
