@@ -174,16 +174,25 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         raise CheckpointError(f"{path.name}: invalid model card: {exc}") from None
 
 
-def load(path: str | os.PathLike | bytes, map_location: str | torch.device = "cpu") -> nn.Module:
+def load(
+    path: str | os.PathLike | bytes,
+    map_location: str | torch.device = "cpu",
+    name: str = "upload",
+) -> nn.Module:
     """Rebuild a model from its card and load its weights; ``model.card`` holds the card.
 
-    ``path`` may also be the file's bytes (an upload). Never executes code from the file.
+    ``path`` may also be the file's bytes (an upload), which errors call ``name``. Never executes
+    code from the file.
     """
     if isinstance(path, (bytes, bytearray)):
         with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:
             tmp.write(path)
             tmp.flush()
-            return load(tmp.name, map_location)
+            try:
+                return load(tmp.name, map_location)
+            except CheckpointError as exc:  # name the upload, not the temporary file
+                text = str(exc).replace(tmp.name, name).replace(Path(tmp.name).name, name)
+                raise CheckpointError(text) from None
     path = Path(path)
     metadata = _read_metadata(path)
     card = read_card(path)

@@ -99,7 +99,7 @@ PRETTY = {
 SHORT = {"abn": "ABN att", "abn-class": "ABN cls", "cam": "CAM", "gradcam": "GC",
          "gradcam++": "GC++", "scorecam": "Score", "xgradcam": "XGC", "layercam": "Layer",
          "hirescam": "HiRes", "eigencam": "Eigen", "ablationcam": "Ablat"}  # fmt: skip
-DEFAULT_FAMILY = ("gradcam", "gradcam++", "scorecam")
+DEFAULT_FAMILY = ("gradcam", "gradcam++")  # Score-CAM: selectable, seconds per map on a CPU
 
 
 @dataclass(frozen=True)

@@ -92,8 +92,8 @@ def _load_file(path: str, mtime: float) -> nn.Module:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading uploaded model…")
-def _load_bytes(digest: str, _data: bytes) -> nn.Module:
-    return abn.load(_data)
+def _load_bytes(digest: str, _data: bytes, name: str = "upload") -> nn.Module:
+    return abn.load(_data, name=name)
 
 
 def load(ref: ModelRef) -> nn.Module:
@@ -114,7 +114,7 @@ def ref_from_path(text: str) -> ModelRef:
 def ref_from_upload(name: str, data: bytes) -> ModelRef:
     """A reference to uploaded checkpoint bytes (loaded to read the card)."""
     digest = "upload:" + hashlib.sha256(data).hexdigest()
-    model = _load_bytes(digest, data)
+    model = _load_bytes(digest, data, name)
     return ModelRef(digest, model.card, Path(name), 0.0, data)
 
 

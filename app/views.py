@@ -77,11 +77,22 @@ def plotly_colorscale(cmap: str) -> list[list]:
     ]
 
 
+def color_range(a: np.ndarray) -> tuple[float, float]:
+    """0…1 for a map in [0, 1] (ABN's M(x) keeps its meaning), else the map's own range
+    (a CAM or Grad-CAM's raw scores are unbounded)."""
+    lo, hi = float(a.min()), float(a.max())
+    return (0.0, 1.0) if lo >= 0.0 and hi <= 1.0 else (lo, hi if hi > lo else lo + 1.0)
+
+
 def map_figure(
-    m, cmap: str, title: str = "", zmin: float = 0.0, zmax: float = 1.0, height: int = DISPLAY
-) -> go.Figure:
-    """An interactive heatmap of a (raw) map with its values on hover."""
+    m, cmap: str, title: str = "", zmin: float | None = None, zmax: float | None = None,
+    height: int = DISPLAY,
+) -> go.Figure:  # fmt: skip
+    """An interactive heatmap of a (raw) map with its values on hover, on ``zmin``…``zmax``
+    (default: :func:`color_range`)."""
     a = to_numpy_map(m)
+    auto = color_range(a)
+    zmin, zmax = auto[0] if zmin is None else zmin, auto[1] if zmax is None else zmax
     fig = go.Figure(
         go.Heatmap(
             z=a,

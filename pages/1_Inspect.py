@@ -29,7 +29,8 @@ def show_image(ref: ModelRef, picked: Picked, k: int, alpha: float, cmap: str, i
     with st.container(border=True):
         truth = f" · true class: **{picked.label}**" if picked.label else ""
         st.subheader(picked.name, anchor=False)
-        what = "ABN attention map M(x)" if method == "abn" else f"{method} (no attention branch)"
+        pretty = compute.PRETTY.get(method, method)
+        what = "ABN attention map M(x)" if method == "abn" else f"{pretty} (no attention branch)"
         st.caption(
             f"{what} · predicted **{result.name_of(int(result.predicted[0]))}**{truth} · "
             f"model input {view.shape[1]}×{view.shape[0]} px"
@@ -45,7 +46,11 @@ def show_image(ref: ModelRef, picked: Picked, k: int, alpha: float, cmap: str, i
                 width="stretch",
             )
             lo, hi = float(result.raw[0].min()), float(result.raw[0].max())
-            st.caption(f"{result.raw.shape[-2]}×{result.raw.shape[-1]} cells, {lo:.3f}…{hi:.3f}")
+            fixed = views.color_range(result.raw[0].numpy()) == (0.0, 1.0)
+            scale = "colours 0…1" if fixed else "colours span its own range"
+            st.caption(
+                f"{result.raw.shape[-2]}×{result.raw.shape[-1]} cells, {lo:.3f}…{hi:.3f} ({scale})"
+            )
         with c3:
             views.show_topk("Perception branch (final prediction)", pred.perception, names, k)
             views.show_topk("Attention branch", pred.attention, names, k)

@@ -34,9 +34,13 @@ def show_grid(cells, results, picked: Picked, alpha: float, cmap: str) -> None:
                 st.markdown(f"**{cell.label}**")
                 shown = stretch(result.maps[:1])[0]  # ABN's raw M(x) too: one scale for all
                 st.image(views.overlay_image(view, shown, alpha, cmap), width="stretch")
+                target = (
+                    "one map for every class"  # M(x) does not depend on the target
+                    if cell.method == "abn"
+                    else f"target {result.name_of(int(result.targets[0]))}"
+                )
                 st.caption(
-                    f"predicts **{result.name_of(pred)}** ({p:.1%}) · "
-                    f"target {result.name_of(int(result.targets[0]))} · "
+                    f"predicts **{result.name_of(pred)}** ({p:.1%}) · {target} · "
                     f"{1000 * result.seconds:.0f} ms"
                 )
 
