@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from abn.data.transforms import fit_note
 from app import compute, layout, views
 from app.errors import error_boundary
 from app.images import Picked, image_picker
@@ -33,7 +34,7 @@ def show_image(ref: ModelRef, picked: Picked, k: int, alpha: float, cmap: str, i
         what = "ABN attention map M(x)" if method == "abn" else f"{pretty} (no attention branch)"
         st.caption(
             f"{what} · predicted **{result.name_of(int(result.predicted[0]))}**{truth} · "
-            f"model input {view.shape[1]}×{view.shape[0]} px"
+            f"{fit_note(picked.image.size, ref.card)}"
         )
         c1, c2, c3 = st.columns([1, 1, 1.1], gap="medium")
         with c1:

@@ -97,16 +97,39 @@ def _geometry(recipe: str, train: bool, size: tuple[int, int]) -> list[v2.Transf
     return [v2.Resize(size, antialias=True), *flip]
 
 
-def transform_for(card, train: bool = False) -> v2.Compose:
-    """The preprocessing a checkpoint's model expects, from its :class:`~abn.card.ModelCard`:
-    its dataset's recipe (or the card's ``recipe["recipe"]``) at the card's input size and
-    normalisation; for an unknown dataset, ``cifar`` up to 64 px and ``imagenet`` above."""
+def recipe_for(card) -> str:
+    """The recipe of a checkpoint's :class:`~abn.card.ModelCard`: the card's ``recipe["recipe"]``,
+    else its dataset's; for an unknown dataset, ``cifar`` up to 64 px and ``imagenet`` above."""
     recipe = (card.recipe or {}).get("recipe")
-    if recipe not in RECIPES:
-        from abn.data.registry import dataset_info
+    if recipe in RECIPES:
+        return recipe
+    from abn.data.registry import dataset_info
 
-        try:
-            recipe = dataset_info(card.dataset).recipe
-        except (KeyError, ValueError):
-            recipe = "cifar" if max(card.input_size) <= 64 else "imagenet"
-    return build_transform(recipe, train, card.input_size, card.mean, card.std)
+    try:
+        return dataset_info(card.dataset).recipe
+    except (KeyError, ValueError):
+        return "cifar" if max(card.input_size) <= 64 else "imagenet"
+
+
+def transform_for(card, train: bool = False) -> v2.Compose:
+    """The preprocessing a checkpoint's model expects (:func:`recipe_for` at the card's input
+    size and normalisation)."""
+    return build_transform(recipe_for(card), train, card.input_size, card.mean, card.std)
+
+
+def fit_note(image_size: tuple[int, int], card) -> str:
+    """How an image of ``image_size`` (W, H) becomes the model's input, in words, saying when
+    the model sees only part of it or a distorted copy."""
+    w, h = image_size
+    th, tw = as_size(card.input_size)
+    note = f"{w}×{h} image → model input {tw}×{th} px"
+    if recipe_for(card) == "imagenet":  # shorter side resized, then the centre cropped
+        scale = resize_size((th, tw)) / min(w, h)
+        seen = min(1.0, tw / (w * scale)) * min(1.0, th / (h * scale))
+        if seen < 0.98:
+            note += f", centre crop: the model sees the middle {seen:.0%} of the image"
+    elif abs((w / h) / (tw / th) - 1) > 0.02:  # resized to the input size as it is
+        note += ", stretched to fit (the aspect ratio changes)"
+    if min(w, h) < min(th, tw) / 4:
+        note += "; a very small image, so its prediction may mean little"
+    return note

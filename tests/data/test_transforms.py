@@ -70,3 +70,25 @@ def test_random_resized_crop_replaces_the_imagenet_training_crop_only() -> None:
     assert torch.equal(paper_eval(image), rrc_eval(image))  # evaluation is the recipe's own
     with pytest.raises(ValueError, match="for the 'imagenet' recipe, not 'celeba'"):
         build_transform("celeba", True, 64, resized_crop=(0.3, 1.0))
+
+
+def _card(dataset: str, size: tuple[int, int]):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(recipe={}, dataset=dataset, input_size=list(size))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "size", "image", "expected"),
+    [
+        ("cifar10", (32, 32), (32, 32), "32×32 image → model input 32×32 px"),
+        ("cifar10", (32, 32), (64, 32), "stretched to fit"),
+        ("imagenette", (160, 160), (160, 160), "the middle 76% of the image"),  # (160/183)²
+        ("imagenette", (160, 160), (1600, 120), "the middle 6% of the image"),  # 6.6% × 87%
+        ("cifar10", (32, 32), (4, 4), "a very small image"),
+    ],
+)
+def test_fit_note_says_what_the_model_sees(dataset, size, image, expected) -> None:
+    from abn.data.transforms import fit_note
+
+    assert expected in fit_note(image, _card(dataset, size))
