@@ -55,7 +55,8 @@ def show_enlarged(abn_ref, plain_ref, picked: Picked, index: int, name: str, alp
         left, right = st.columns(2, gap="medium")
         with left:
             st.image(views.overlay_image(view, maps[index], alpha, cmap), width="stretch")
-            st.caption("ABN attention map for this attribute")
+            p = float(compute.predict(abn_ref, picked).perception[index])
+            st.caption(f"ABN attention map M(x) (its own values, 0…1) · P(present) = {p:.2f}")
         with right:
             if plain_ref is None:
                 st.info("No plain multi-task baseline available for Grad-CAM.")
@@ -64,7 +65,10 @@ def show_enlarged(abn_ref, plain_ref, picked: Picked, index: int, name: str, alp
             pview = compute.prepare(plain_ref, picked).view
             st.image(views.overlay_image(pview, result.maps[0], alpha, cmap), width="stretch")
             p = float(result.probabilities[0, index])
-            st.caption(f"Baseline Grad-CAM · P(present) = {p:.2f} · {1000 * result.seconds:.0f} ms")
+            st.caption(
+                f"Baseline Grad-CAM (min-max scaled) · P(present) = {p:.2f} · "
+                f"{1000 * result.seconds:.0f} ms"
+            )
 
 
 with st.sidebar:

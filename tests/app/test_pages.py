@@ -323,7 +323,9 @@ def test_faces_grid_filter_and_enlarge(app_env):
     at.multiselect(key="face_enlarge").set_value(["Smiling"]).run()
     assert_clean(at)
     assert [s.value for s in at.subheader] == ["Smiling"]
-    assert any(c.startswith("Baseline Grad-CAM") for c in at.caption.values)
+    assert any(c.startswith("Baseline Grad-CAM (min-max scaled)") for c in at.caption.values)
+    abn_caption = next(c for c in at.caption.values if c.startswith("ABN attention map M(x)"))
+    assert "P(present) = " in abn_caption  # both models' probability, side by side
 
 
 def test_faces_sorting_by_score(app_env):
