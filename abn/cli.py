@@ -7,6 +7,7 @@ Every sub-command's handler returns an exit code; user errors print one line and
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from abn.checkpoint import CheckpointError
+from abn.device import one_line
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -35,6 +37,20 @@ TRAIN_FLAGS = {
     "limit_train": int,
     "limit_test": int,
 }
+
+
+# what a resumed run cannot change (its folder, model, data and recipe)
+RUN_IDENTITY = (
+    "name",
+    "out",
+    "model",
+    "variant",
+    "data",
+    "seed",
+    "lr",
+    "batch_size",
+    "limit_train",
+)
 
 
 class UsageError(Exception):
@@ -111,6 +127,12 @@ def run_train(args: argparse.Namespace) -> int:
         resume = resolve_resume(args.resume) if args.resume else None
         if resume and args.config:
             raise UsageError("give either a config or --resume (the run folder holds its config)")
+        fixed = [f"--{k.replace('_', '-')}" for k in RUN_IDENTITY if getattr(args, k) is not None]
+        if resume and fixed:
+            raise UsageError(
+                f"{', '.join(fixed)} cannot change when resuming: the run keeps its folder, "
+                "model, data and recipe (start a new run to change them)"
+            )
         path = (
             resume.run_dir / "config.toml"
             if resume
@@ -125,7 +147,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         result = train(cfg, resume=resume, command=shlex.join(["abn", *args.argv]))
     except (TrainError, ResumeError, CheckpointError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     if result.final is not None and not cfg.quiet:
         print(f"saved {result.final}")
@@ -189,7 +211,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.write_card:
             write_card_metrics(args.model, run)
     except (CheckpointError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(run.record(), indent=2))
@@ -213,7 +235,7 @@ def _compare_with_baseline(args: argparse.Namespace, run: Any) -> int:
         )  # fmt: skip
         cmp = compare(run.result, base.result)
     except (CheckpointError, ValueError, OSError) as exc:
-        print(f"error: baseline: {exc}", file=sys.stderr)
+        print(f"error: baseline: {one_line(exc)}", file=sys.stderr)
         return 1
     print()
     print(format_result(base.result, base.title()))
@@ -308,3 +330,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `abn card m.safetensors | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0

@@ -216,6 +216,26 @@ class CheckpointEval:
         return metrics_key(self.dataset, self.split, self.result.n, self.total)
 
 
+def check_classes(card, info) -> None:
+    """Refuse a dataset whose classes are not the model's: the same number and, where both
+    name them, the same names in the same order (labels are indices into that list)."""
+    if info.num_classes is not None and info.num_classes != card.num_classes:
+        raise ValueError(
+            f"{info.name} has {info.num_classes} classes but the model predicts {card.num_classes}"
+        )
+    theirs, ours = list(info.class_names), list(card.class_names or [])
+    if theirs and ours and theirs != ours:
+        what = "in another order" if sorted(theirs) == sorted(ours) else "different"
+        raise ValueError(
+            f"{info.name}'s classes are {what} from the model's: {_preview(theirs)} vs "
+            f"{_preview(ours)}; evaluate a model on the classes it was trained on"
+        )
+
+
+def _preview(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f", … ({len(names)})" if len(names) > n else "")
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | None = None,
@@ -233,13 +253,10 @@ def evaluate_checkpoint(
     from abn.checkpoint import load
     from abn.data import build_dataset, dataset_info
     from abn.data.transforms import transform_for
+    from abn.device import resolve_device
     from abn.train.data import deterministic_subset
 
-    dev = torch.device(
-        "cuda"
-        if device == "auto" and torch.cuda.is_available()
-        else ("cpu" if device == "auto" else device)
-    )
+    dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     model = load(checkpoint, map_location=dev)
     card = model.card
@@ -248,10 +265,7 @@ def evaluate_checkpoint(
         raise ValueError("the card names no dataset: pass --data")
     info = dataset_info(name, data_root)
     split = split or info.eval_split
-    if info.num_classes is not None and info.num_classes != card.num_classes:
-        raise ValueError(
-            f"{name} has {info.num_classes} classes but the model predicts {card.num_classes}"
-        )
+    check_classes(card, info)
     ds = build_dataset(name, split, root=data_root, transform=transform_for(card))
     total = len(ds)
     chosen = deterministic_subset(total, limit or None)

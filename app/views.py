@@ -149,5 +149,5 @@ def colorbar_figure(cmap: str) -> go.Figure:
     )
     fig.update_yaxes(visible=False)
     fig.update_xaxes(tickvals=[0, 0.25, 0.5, 0.75, 1.0], ticks="outside")
-    fig.update_layout(height=60, margin={"l": 10, "r": 10, "t": 4, "b": 24})
+    fig.update_layout(height=70, margin={"l": 10, "r": 10, "t": 4, "b": 34})
     return fig

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from abn.checkpoint import read_card
 from abn.cli import main
@@ -143,3 +144,49 @@ def test_train_then_eval_then_card_end_to_end(tmp_path: Path, data_root: Path, c
 
     assert main(["card", final]) == 0
     assert json.loads(capsys.readouterr().out)["arch"] == "resnet20"
+
+
+def test_a_run_is_never_overwritten_and_resuming_keeps_its_identity(
+    tmp_path: Path, data_root: Path, capsys
+) -> None:
+    argv = ["train", "--data-root", str(data_root), "--limit-train", "16", "--limit-test", "8",
+            "--epochs", "1", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path),
+            "--name", "once", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    final = tmp_path / "once" / "final.safetensors"
+    before = final.read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--seed", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and f"--resume {tmp_path / 'once'}" in err
+    assert final.read_bytes() == before
+    assert main(["train", "--resume", str(tmp_path / "once"), "--name", "other"]) == 2
+    assert "--name cannot change when resuming" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("gpu", "unknown device 'gpu'"), ("meta", "not supported")]
+    + ([] if torch.cuda.is_available() else [("cuda:0", "no CUDA GPU is available")]),
+)
+def test_a_bad_device_is_one_line_in_eval_and_scorecard(device: str, message: str, capsys):
+    model = "assets/cifar10-resnet20-abn.safetensors"
+    for argv in (["eval", "--model", model, "--device", device, "--limit", "1"],
+                 ["scorecard", "--model", model, "--methods", "abn", "--n", "1",
+                  "--out", "/tmp/never", "--device", device]):  # fmt: skip
+        assert main(argv) in (1, 2)
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+
+
+def test_one_line_keeps_a_dataloader_workers_original_message() -> None:
+    from abn.device import one_line
+
+    wrapped = RuntimeError(
+        "Caught ImageReadError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        'call last):\n  File "x.py", line 1, in f\nabn.data.errors.ImageReadError: a.jpg: '
+        "corrupt image header\n"
+    )
+    assert one_line(wrapped) == "a.jpg: corrupt image header"
+    assert one_line(ValueError("plain")) == "plain"

@@ -25,6 +25,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from abn.data.errors import DataError
 from abn.data.images import read_image
+from abn.data.paths import file_stamp
 
 Transform = Callable[[Any], Any]
 
@@ -188,8 +189,8 @@ class AttributeDataset(Dataset):
         return x, self.attributes[index].float()
 
     def fingerprint(self) -> list[str]:
-        """Image names (to detect a changed dataset)."""
-        return list(self.files)
+        """Image names, sizes and modification times (to detect a changed dataset)."""
+        return [f"{name}:{file_stamp(self.image_dir / name)}" for name in self.files]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.image_dir}, {len(self)} images)"

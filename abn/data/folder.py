@@ -16,6 +16,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from abn.data.errors import DataError
 from abn.data.images import is_image_file, read_image
+from abn.data.paths import file_stamp
 
 Transform = Callable[[Any], Any]
 
@@ -87,8 +88,11 @@ class ImageFolderDataset(Dataset):
         return (self.transform(image) if self.transform else pil_to_tensor(image)), target
 
     def fingerprint(self) -> list[str]:
-        """Relative paths and labels of every sample (to detect a changed tree)."""
-        return [f"{p.relative_to(self.folder).as_posix()}:{t}" for p, t in self.samples]
+        """Relative path, label, size and modification time of every sample (to detect a
+        changed tree, including an image rewritten under the same name)."""
+        return [
+            f"{p.relative_to(self.folder).as_posix()}:{t}:{file_stamp(p)}" for p, t in self.samples
+        ]
 
     def __repr__(self) -> str:
         return (

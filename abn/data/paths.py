@@ -29,3 +29,12 @@ def default_packs_dir() -> Path:
 def resolve_root(root: str | os.PathLike[str] | None) -> Path:
     """``root`` as a ``Path``, or :func:`default_data_root` when ``None``."""
     return Path(root).expanduser() if root is not None else default_data_root()
+
+
+def file_stamp(path: Path) -> str:
+    """``size:mtime_ns`` of a file (``missing`` when it is gone): changes when it is rewritten."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"

@@ -95,6 +95,9 @@ def _load_model(path: str, device: str):
 
 def run_explain(args: argparse.Namespace) -> int:
     """Run the sub-command; 0 when every image was explained, 1 if any failed, 2 on bad usage."""
+    if not 0.0 <= args.alpha <= 1.0:
+        print(f"error: --alpha must be in [0, 1], not {args.alpha}", file=sys.stderr)
+        return 2
     try:
         model = _load_model(args.model, args.device)
     except (ValueError, OSError, RuntimeError) as exc:

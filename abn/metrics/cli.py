@@ -10,6 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from abn.device import DEVICE_HELP, one_line, resolve_device
+from abn.train.run import TrainError, check_writable
+
 from .scorecard import METRICS, Entry, format_summary, sample_batches, score, summarize
 
 ROLES = ("model", "baseline", "cam")
@@ -40,7 +43,7 @@ def add_scorecard_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--sanity", type=int, default=0, metavar="N",
                    help="also run the randomisation sanity check on N images")  # fmt: skip
     p.add_argument("--intervention", action="store_true",
@@ -79,9 +82,16 @@ def run_scorecard(args: argparse.Namespace) -> int:
     from abn.checkpoint import load
     from abn.data import evaluation_split
 
-    device = torch.device(args.device)
+    for flag, value, low in (("--n", args.n, 1), ("--batch-size", args.batch_size, 1),
+                             ("--steps", args.steps, 2), ("--sanity", args.sanity, 0)):  # fmt: skip
+        if value < low:
+            print(f"abn scorecard: error: {flag} must be >= {low}, not {value}", file=sys.stderr)
+            return 2
     try:
+        device = resolve_device(args.device)
         models = {r: load(getattr(args, r), map_location=device) for r in ROLES if getattr(args, r)}
+        if args.intervention and not (models["model"].is_abn and not models["model"].is_multitask):
+            raise ValueError("--intervention needs a single-task ABN --model")
         entries = parse_methods(args.methods, models)
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
         unknown = set(metrics) - set(METRICS)
@@ -102,11 +112,19 @@ def run_scorecard(args: argparse.Namespace) -> int:
             args.data_root,
             device,
         )
-    except (ValueError, KeyError, OSError) as exc:
-        print(f"abn scorecard: error: {exc}", file=sys.stderr)
+        out = Path(args.out)
+        check_writable(out, need_bytes=0)
+    except (ValueError, KeyError, OSError, TrainError) as exc:
+        print(f"abn scorecard: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(args, device, models, entries, metrics, batches, n, total, out)
+    except (ValueError, OSError, RuntimeError) as exc:  # a bad image in the split, a full disk
+        print(f"abn scorecard: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _run(args, device, models, entries, metrics, batches, n, total, out: Path) -> int:
     bar = None
     if not args.quiet:
         from tqdm import tqdm

@@ -101,9 +101,13 @@ def sample_batches(
 
     Returns ``(batches, n, number_of_batches)``; ``batches()`` yields ``(index, images, labels)``.
     """
-    from abn.data import build_dataset
+    from abn.data import build_dataset, dataset_info
     from abn.data.transforms import transform_for
+    from abn.evaluate import check_classes
 
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"need n >= 1 and batch_size >= 1, not {n} and {batch_size}")
+    check_classes(card, dataset_info(data or card.dataset, root))
     ds = build_dataset(data or card.dataset, split, root=root, transform=transform_for(card))
     chosen = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
 

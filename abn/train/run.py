@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from abn.card import ModelCard
 from abn.checkpoint import atomic_write_bytes, card_for, save
+from abn.device import resolve_device as device_for
 from abn.evaluate import EvalResult, evaluate, format_result, metrics_key, metrics_record
 from abn.models import create
 from abn.precision import cpu_capability, resolve_precision
@@ -78,15 +79,11 @@ EpochHook = Callable[[int, EpochStats], None]
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → this process's GPU when one is visible, else CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", distributed.from_env().local_rank)
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError(f"device {name!r} requested but no CUDA GPU is available")
-    return device
+    """``auto`` → this process's GPU when one is visible, else CPU (:mod:`abn.device`)."""
+    try:
+        return device_for(name, distributed.from_env().local_rank)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
 
 
 def hardware(device: torch.device | None = None) -> str:
@@ -114,6 +111,16 @@ def _cpu_name() -> str:
 def free_bytes(path: Path) -> int:
     """Free space for an unprivileged writer on ``path``'s file system."""
     return shutil.disk_usage(path).free
+
+
+def check_new_run(run_dir: Path) -> None:
+    """Refuse to start a run in a folder that holds one (trained epochs or a final model)."""
+    held = [n for n in ("metrics.csv", STATE_NAME, "final.safetensors") if (run_dir / n).exists()]
+    if held:
+        raise TrainError(
+            f"{run_dir} already holds a run ({', '.join(held)}): continue it with "
+            f"--resume {run_dir}, or give another --name (or --out); nothing was overwritten"
+        )
 
 
 def check_writable(run_dir: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
@@ -294,6 +301,8 @@ def train(
 def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     run_dir = resume.run_dir if resume else cfg.run_dir()
     # before loading data, which may take long
+    if resume is None:
+        _check_on_main(dist, lambda: check_new_run(run_dir))
     _check_on_main(dist, lambda: check_writable(run_dir))
     check_cuda_graphs(cfg, device, dist.enabled)
     precision = resolve_precision(cfg.precision, device)  # "auto" → bf16 where native, else fp32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,21 @@ def test_changed_tree_rebuilds_cache(tmp_path: Path, count_decodes: list[int]) -
     assert len(load_into_memory(ds, **kw)) == 3
     assert count_decodes == [2, 3]
     assert load_into_memory(ds, progress=False).cache_path is None  # no name: no cache
+
+
+def test_an_image_rewritten_under_its_name_rebuilds_the_cache(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    for cls in ("a", "b"):
+        (tree / "train" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (200, 0, 0)).save(tree / "train" / cls / "0.png")
+    kw = {"root": tmp_path, "cache_name": "mine", "progress": False}
+    first = load_into_memory(build_dataset("imagefolder", "train", root=tree), **kw)
+    assert first.images[:, 0].float().mean() > 150  # red
+    image = tree / "train" / "a" / "0.png"
+    Image.new("RGB", (8, 8), (0, 0, 0)).save(image)  # same name, new content
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    again = load_into_memory(build_dataset("imagefolder", "train", root=tree), **kw)
+    assert again.images[0].float().max() == 0  # black now, not the cached red
 
 
 # --- DeviceBatches ----------------------------------------------------------------------------

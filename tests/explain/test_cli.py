@@ -58,3 +58,13 @@ def test_cli_rejects_unusable_method(tmp_path, checkpoint, capsys):
     code = _main(["explain", "--model", str(tmp_path / "missing.safetensors"), "--images",
                   str(img), "--out", str(tmp_path / "o")])  # fmt: skip
     assert code == 2
+
+
+def test_cli_checks_the_overlay_opacity_before_any_work(tmp_path, checkpoint, capsys):
+    img = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(img)
+    out = tmp_path / "o"
+    code = _main(["explain", "--model", str(checkpoint), "--images", str(img), "--alpha", "5",
+                  "--out", str(out)])  # fmt: skip
+    assert code == 2 and "--alpha must be in [0, 1], not 5.0" in capsys.readouterr().err
+    assert not out.exists()

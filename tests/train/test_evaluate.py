@@ -80,7 +80,9 @@ def test_plain_reports_only_its_one_branch(tmp_path: Path, data_root: Path) -> N
 
 
 def test_multilabel_per_attribute_accuracy_matches_a_plain_loop(tmp_path, data_root) -> None:
-    names = [f"a{i}" for i in range(40)]
+    from abn.data.registry import CELEBA_ATTRIBUTES
+
+    names = list(CELEBA_ATTRIBUTES)
     path = _checkpoint(
         tmp_path,
         "abn_multitask",
@@ -121,3 +123,15 @@ def test_write_card_keeps_weights_and_adds_metrics(tmp_path: Path, data_root: Pa
 
     old, new = load_bytes(before), load_bytes(path.read_bytes())
     assert all(torch.equal(old[k], new[k]) for k in old)
+
+
+def test_a_dataset_with_other_classes_is_refused(tmp_path: Path, data_root: Path) -> None:
+    """Same number of classes, other names (or order): the error rates would be meaningless."""
+    from abn.data.registry import CIFAR10_CLASSES
+
+    renamed = [f"not-{c}" for c in CIFAR10_CLASSES]
+    shuffled = [*CIFAR10_CLASSES[1:], CIFAR10_CLASSES[0]]
+    for names, what in ((renamed, "different"), (shuffled, "in another order")):
+        path = _checkpoint(tmp_path, "abn", 10, "cifar10", input_size=(32, 32), class_names=names)
+        with pytest.raises(ValueError, match=f"classes are {what} from the model's"):
+            evaluate_checkpoint(path, limit=8, workers=0, device="cpu", data_root=str(data_root))
