@@ -77,6 +77,13 @@ def test_unwritable_output_folder_fails_early(tmp_path: Path, data_root: Path, c
     assert f"error: cannot write to output folder {blocker}" in err and "Traceback" not in err
 
 
+def _tiny_run(data_root: Path, out: Path, name: str, epochs: int) -> list[str]:
+    """``train`` arguments for a quiet run on 16 CIFAR-10 images."""
+    return ["train", "--data-root", str(data_root), "--limit-train", "16", "--limit-test", "8",
+            "--epochs", str(epochs), "--batch-size", "16", "--workers", "0", "--out", str(out),
+            "--name", name, "--quiet"]  # fmt: skip
+
+
 @pytest.mark.skipif(
     hasattr(os, "geteuid") and os.geteuid() == 0,
     reason="root writes into read-only folders: chmod cannot make the folder unwritable",
@@ -84,9 +91,7 @@ def test_unwritable_output_folder_fails_early(tmp_path: Path, data_root: Path, c
 def test_resuming_a_read_only_run_folder_fails_early(
     tmp_path: Path, data_root: Path, capsys
 ) -> None:
-    argv = ["train", "--data-root", str(data_root), "--limit-train", "16", "--limit-test", "8",
-            "--epochs", "2", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path),
-            "--name", "ro", "--quiet"]  # fmt: skip
+    argv = _tiny_run(data_root, tmp_path, "ro", epochs=2)
     assert main(argv) == 0
     run = tmp_path / "ro"
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
@@ -149,9 +154,7 @@ def test_train_then_eval_then_card_end_to_end(tmp_path: Path, data_root: Path, c
 def test_a_run_is_never_overwritten_and_resuming_keeps_its_identity(
     tmp_path: Path, data_root: Path, capsys
 ) -> None:
-    argv = ["train", "--data-root", str(data_root), "--limit-train", "16", "--limit-test", "8",
-            "--epochs", "1", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path),
-            "--name", "once", "--quiet"]  # fmt: skip
+    argv = _tiny_run(data_root, tmp_path, "once", epochs=1)
     assert main(argv) == 0
     final = tmp_path / "once" / "final.safetensors"
     before = final.read_bytes()
