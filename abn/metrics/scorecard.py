@@ -26,14 +26,11 @@ HIGHER_IS_BETTER = {
     "road_morf": False,
     "road_lerf": True,
 }
-LABELS = {  # display names of the metrics, with the direction that is better
-    "deletion_auc": "deletion AUC ↓",
-    "insertion_auc": "insertion AUC ↑",
-    "avg_drop": "Average Drop % ↓",
-    "increase": "Increase in Conf. % ↑",
-    "road_morf": "ROAD MoRF ↓",
-    "road_lerf": "ROAD LeRF ↑",
-}
+_NAMES = {"deletion_auc": "deletion AUC", "insertion_auc": "insertion AUC",
+          "avg_drop": "Average Drop %", "increase": "Increase in Conf. %",
+          "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF"}  # fmt: skip
+#: Display names of the metrics, with the direction that is better.
+LABELS = {k: f"{_NAMES[k]} {'↑' if up else '↓'}" for k, up in HIGHER_IS_BETTER.items()}
 
 
 @dataclass

@@ -68,35 +68,28 @@ def test_scorecard_takes_dataset_and_split_from_the_card(checkpoints, data_root,
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("model", "extra", "message"),
     [
-        (["--n", "0"], "--n must be >= 1, not 0"),
-        (["--batch-size", "0"], "--batch-size must be >= 1, not 0"),
-        (["--steps", "1"], "--steps must be >= 2, not 1"),
-        (["--methods", "gradcam@model", "--intervention", "--model-is-plain"], "single-task ABN"),
-        (
-            ["--data", "cifar10", "--model-classes-renamed"],
-            "classes are different from the model's",
-        ),
+        ("abn", ["--n", "0"], "--n must be >= 1, not 0"),
+        ("abn", ["--batch-size", "0"], "--batch-size must be >= 1, not 0"),
+        ("abn", ["--steps", "1"], "--steps must be >= 2, not 1"),
+        ("plain", ["--methods", "gradcam@model", "--intervention"], "single-task ABN"),
+        ("renamed", ["--data", "cifar10"], "classes are different from the model's"),
     ],
 )
 def test_scorecard_checks_its_arguments_before_any_work(
-    checkpoints, data_root, tmp_path, capsys, extra, message
+    checkpoints, data_root, tmp_path, capsys, model, extra, message
 ):
-    model = checkpoints["abn"]
-    if "--model-is-plain" in extra:
-        extra.remove("--model-is-plain")
-        model = checkpoints["plain"]
-    if "--model-classes-renamed" in extra:
-        extra.remove("--model-classes-renamed")
-        net = abn.load(model)
+    path = checkpoints.get(model)
+    if model == "renamed":  # the ABN model, its classes named otherwise
+        net = abn.load(checkpoints["abn"])
         card = card_for(net, class_names=[f"x{i}" for i in range(10)], input_size=(32, 32),
                         dataset="cifar10")  # fmt: skip
-        model = abn.save(net, tmp_path / "renamed.safetensors", card)
+        path = abn.save(net, tmp_path / "renamed.safetensors", card)
     out = tmp_path / "out"
-    argv = ["scorecard", "--model", str(model), "--methods", "abn", "--data-root", str(data_root),
-            "--out", str(out), "--quiet", "--device", "cpu"]  # fmt: skip
-    assert main([*argv, *extra]) == 2
+    argv = ["scorecard", "--model", str(path), "--methods", "abn", "--data-root", str(data_root),
+            "--out", str(out), "--quiet", "--device", "cpu", *extra]  # fmt: skip
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (out / "scorecard.csv").exists()
