@@ -196,6 +196,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.limit < 0 or args.batch_size < 1:
         raise UsageError("--limit must be >= 0 and --batch-size >= 1")
+    check_device(args.device)
     try:
         run = evaluate_checkpoint(
             args.model,
@@ -230,7 +231,7 @@ def _compare_with_baseline(args: argparse.Namespace, run: Any) -> int:
 
     try:
         base = evaluate_checkpoint(
-            args.baseline, run.dataset, run.split, args.data_root, args.limit,
+            args.baseline, run.dataset, run.split, run.root, args.limit,
             args.batch_size, args.workers, args.device, args.precision,
         )  # fmt: skip
         cmp = compare(run.result, base.result)
@@ -242,6 +243,16 @@ def _compare_with_baseline(args: argparse.Namespace, run: Any) -> int:
     print()
     print(format_comparison(cmp, "model", "baseline"))
     return 0
+
+
+def check_device(name: str) -> None:
+    """A ``--device`` that cannot be used here is a usage error (exit 2), found before any work."""
+    from abn.device import resolve_device
+
+    try:
+        resolve_device(name)
+    except ValueError as exc:
+        raise UsageError(one_line(exc)) from None
 
 
 def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -54,6 +54,7 @@ class Accumulator:
 
     def __init__(self, task: str, num_outputs: int) -> None:
         self.task = task
+        self.top5 = num_outputs > 5  # with 5 classes or fewer, top-5 is always right
         width = num_outputs if task == "multilabel" else 2
         # rows: per, att; multiclass columns: top1, top5; multilabel: one per attribute
         self.correct = torch.zeros(2, width, dtype=torch.float64)
@@ -97,7 +98,8 @@ class Accumulator:
                     per_attribute.setdefault(name, {})[branch] = value
             else:
                 metrics[f"{branch}_top1_err"] = 100.0 - float(acc[row, 0])
-                metrics[f"{branch}_top5_err"] = 100.0 - float(acc[row, 1])
+                if self.top5:
+                    metrics[f"{branch}_top5_err"] = 100.0 - float(acc[row, 1])
         return EvalResult(self.task, self.n, metrics, per_attribute)
 
 
@@ -153,12 +155,13 @@ def format_result(result: EvalResult, title: str = "") -> str:
             + "".join(f"{result.metrics[f'{b}_mean_acc']:>11.2f}%" for b in branches)
         )
     else:
-        lines.append(f"{'branch':<12}{'top-1 err':>12}{'top-5 err':>12}")
+        ks = [k for k in (1, 5) if any(f"{b}_top{k}_err" in result.metrics for b in ("per", "att"))]
+        lines.append(f"{'branch':<12}" + "".join(f"{f'top-{k} err':>12}" for k in ks))
         for b in ("per", "att"):
             if f"{b}_top1_err" in result.metrics:
                 m = result.metrics
                 lines.append(
-                    f"{_label(b):<12}{m[f'{b}_top1_err']:>11.2f}%{m[f'{b}_top5_err']:>11.2f}%"
+                    f"{_label(b):<12}" + "".join(f"{m[f'{b}_top{k}_err']:>11.2f}%" for k in ks)
                 )
     lines.append(f"images: {result.n}")
     return "\n".join(lines)
@@ -195,6 +198,7 @@ class CheckpointEval:
     total: int  # images in the split
     limit: int  # 0: all of them
     result: EvalResult
+    root: str | None = None  # the data root read (None: the default one)
 
     def title(self) -> str:
         sample = (
@@ -236,6 +240,33 @@ def _preview(names: list[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + (f", … ({len(names)})" if len(names) > n else "")
 
 
+def card_data_root(card, data: str | None = None) -> str | None:
+    """The data root ``card``'s model was trained from, when ``data`` is its dataset (or
+    ``None``) and that folder is here; else ``None`` (the default data root).
+
+    An ``imagefolder`` model's root is its tree, so ``abn eval`` finds the data again without
+    ``--data-root``."""
+    recorded = str((card.recipe or {}).get("data_root") or "")
+    if not recorded or (data and data != card.dataset):
+        return None
+    return recorded if Path(recorded).expanduser().is_dir() else None
+
+
+def evaluation_data(
+    card, data: str | None = None, split: str | None = None, data_root: str | None = None
+) -> tuple[str, str, str | None]:
+    """``(dataset, split, root)`` to evaluate ``card``'s model on: the ones given, else the
+    dataset, test split and data root it was trained and tested with."""
+    from abn.data import evaluation_split
+
+    name = data or card.dataset
+    if not name:
+        raise ValueError("the card names no dataset: pass --data")
+    root = data_root or card_data_root(card, name)
+    named = (card.splits or {}).get("test") if name == card.dataset else None
+    return name, split or evaluation_split(name, named, root), root
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | None = None,
@@ -260,11 +291,8 @@ def evaluate_checkpoint(
     precision = resolve_precision(precision, dev)
     model = load(checkpoint, map_location=dev)
     card = model.card
-    name = data or card.dataset
-    if not name:
-        raise ValueError("the card names no dataset: pass --data")
+    name, split, data_root = evaluation_data(card, data, split, data_root)
     info = dataset_info(name, data_root)
-    split = split or info.eval_split
     check_classes(card, info)
     ds = build_dataset(name, split, root=data_root, transform=transform_for(card))
     total = len(ds)
@@ -283,7 +311,7 @@ def evaluate_checkpoint(
         precision,
         dev,
     )
-    return CheckpointEval(str(checkpoint), name, split, total, limit, result)
+    return CheckpointEval(str(checkpoint), name, split, total, limit, result, data_root)
 
 
 def write_card_metrics(checkpoint: str | Path, run: CheckpointEval) -> None:

@@ -16,7 +16,7 @@ from abn.data.transforms import transform_for
 from abn.embeddings import sample_indices
 from abn.explain.render import denormalize, png_bytes
 
-from .config import data_root
+from .config import card_root
 from .errors import report
 
 # Shown to users; uploads are not filtered by extension (the reader judges the bytes, so an SVG
@@ -89,7 +89,7 @@ def _dataset_gallery(dataset: str, split: str, root: str) -> list[tuple[str, byt
 
 def eval_split(card: ModelCard) -> str:
     """The split to show and embed: the card's test split, else the dataset's eval split."""
-    return evaluation_split(card.dataset, (card.splits or {}).get("test"))
+    return evaluation_split(card.dataset, (card.splits or {}).get("test"), card_root(card))
 
 
 def gallery(card: ModelCard | None, faces: bool = False) -> tuple[list[Picked], str]:
@@ -97,7 +97,7 @@ def gallery(card: ModelCard | None, faces: bool = False) -> tuple[list[Picked], 
     if card is not None and card.dataset:
         try:
             split = eval_split(card)
-            items = _dataset_gallery(card.dataset, split, str(data_root()))
+            items = _dataset_gallery(card.dataset, split, str(card_root(card)))
             return [
                 Picked(name, read_image(data, name=name), label or None)
                 for name, data, label in items

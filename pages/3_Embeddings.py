@@ -7,7 +7,7 @@ import streamlit as st
 from abn.data import dataset_info, dataset_location
 from abn.embeddings import cache_path, compute_embedding
 from app import compute, embedview, layout, views
-from app.config import data_root
+from app.config import card_root
 from app.errors import DATA_HINT, error_boundary
 from app.images import eval_split
 from app.models import abn_with_baselines, load
@@ -28,7 +28,7 @@ if abn_ref is None:
     st.stop()
 
 card = abn_ref.card
-root = data_root()
+root = card_root(card)
 if not card.dataset or not dataset_location(card.dataset, root).is_dir():
     st.warning(
         f"**No dataset here.** This model was trained on `{card.dataset or 'an unnamed dataset'}`"
@@ -38,7 +38,7 @@ if not card.dataset or not dataset_location(card.dataset, root).is_dir():
     st.stop()
 
 with st.sidebar:
-    splits = list(dataset_info(card.dataset).splits)
+    splits = list(dataset_info(card.dataset, root).splits)
     split = st.selectbox("Split", splits, index=splits.index(eval_split(card)), key="emb_split")
     n = st.slider("Points", 50, 3000, 500, 50, key="emb_n", help="Images sampled, class-balanced")
     colour = st.radio("Colour by", embedview.COLOUR_BY, key="emb_colour")

@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from abn.metrics.scorecard import LABELS, summarize
 from app import compute, layout
-from app.config import data_root
+from app.config import card_root
 from app.errors import error_boundary
 from app.images import eval_split, image_picker
 from app.models import abn_with_baselines
@@ -124,6 +124,8 @@ with split:
             def progress(done: int, total: int, label: str) -> None:
                 bar.progress(min(done / max(total, 1), 1.0), f"{label}: batch {done}/{total}")
 
-            table = compute.split_scores(cells, test_split, n, steps, str(data_root()), progress)
+            table = compute.split_scores(
+                cells, test_split, n, steps, str(card_root(abn_ref.card)), progress
+            )
             bar.empty()
             show_split(cells, summarize(table), table)

@@ -106,6 +106,31 @@ def test_resuming_a_read_only_run_folder_fails_early(
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
 
 
+def test_resuming_an_unwritable_run_folder_fails_early_as_any_user(
+    tmp_path: Path, data_root: Path, capsys, monkeypatch
+) -> None:
+    """The same check where chmod cannot stop the writer (root, as in CI): writes into the run
+    folder fail with EACCES, and nothing there changes."""
+    argv = _tiny_run(data_root, tmp_path, "ro", epochs=2)
+    assert main(argv) == 0
+    run = tmp_path / "ro"
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    real = Path.write_bytes
+
+    def refuse(self: Path, data: bytes) -> int:
+        if self.parent == run:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: cannot write to output folder {run}: Permission denied" in err
+    assert "Traceback" not in err
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
 def test_train_then_eval_then_card_end_to_end(tmp_path: Path, data_root: Path, capsys) -> None:
     argv = ["train", "cifar10-pack", "--data-root", str(data_root), "--limit-train", "64",
             "--limit-test", "32", "--epochs", "1", "--batch-size", "32", "--workers", "0",
@@ -178,7 +203,7 @@ def test_a_bad_device_is_one_line_in_eval_and_scorecard(device: str, message: st
     for argv in (["eval", "--model", model, "--device", device, "--limit", "1"],
                  ["scorecard", "--model", model, "--methods", "abn", "--n", "1",
                   "--out", "/tmp/never", "--device", device]):  # fmt: skip
-        assert main(argv) in (1, 2)
+        assert main(argv) == 2  # a bad flag, like every other usage error
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
 
@@ -193,3 +218,61 @@ def test_one_line_keeps_a_dataloader_workers_original_message() -> None:
     )
     assert one_line(wrapped) == "a.jpg: corrupt image header"
     assert one_line(ValueError("plain")) == "plain"
+
+
+def _tree(root: Path, splits: dict[str, int], classes: tuple[str, ...]) -> Path:
+    """A small image-folder tree ``root/<split>/<class>/*.png`` of coloured noise."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split, per_class in splits.items():
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = torch.randint(0, 256, (20, 24, 3), generator=gen, dtype=torch.uint8)
+                pixels[..., c % 3] = 255  # each class its own colour
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+    return root
+
+
+def _folder_run(tree: Path, out: Path) -> list[str]:
+    return ["train", "--data", "imagefolder", "--data-root", str(tree), "--model", "resnet20",
+            "--variant", "abn", "--set", "input_size=[32,32]", "--epochs", "1",
+            "--batch-size", "6", "--workers", "0", "--out", str(out), "--name", "mine",
+            "--quiet"]  # fmt: skip
+
+
+def test_own_tree_with_val_split_trains_and_evaluates_without_repeating_flags(
+    tmp_path: Path, capsys
+) -> None:
+    """A user's ``train/`` + ``val/`` tree: training tests on ``val``; ``eval`` finds the tree
+    and the split from the card; with 3 classes no (always 0%) top-5 column is shown."""
+    tree = _tree(tmp_path / "tree", {"train": 4, "val": 2}, ("ant", "bee", "cow"))
+    assert main(_folder_run(tree, tmp_path / "runs")) == 0
+    model = tmp_path / "runs" / "mine" / "final.safetensors"
+    card = read_card(model)
+    assert card.splits == {"train": "train", "test": "val"}
+    assert "imagefolder/val" in card.metrics
+    capsys.readouterr()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cwd = os.getcwd()
+    os.chdir(elsewhere)  # not where the tree is: the card says where
+    try:
+        assert main(["eval", "--model", str(model), "--workers", "0", "--json"]) == 0
+    finally:
+        os.chdir(cwd)
+    record = json.loads(capsys.readouterr().out)
+    assert record["n"] == 6 and "per_top1_err" in record and "per_top5_err" not in record
+    assert main(["eval", "--model", str(model), "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "imagefolder/val" in out and "top-1 err" in out and "top-5 err" not in out
+
+
+def test_a_one_class_tree_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    tree = _tree(tmp_path / "tree", {"train": 2, "val": 1}, ("only",))
+    assert main(_folder_run(tree, tmp_path / "runs")) == 1
+    err = capsys.readouterr().err
+    assert "imagefolder has 1 class (only): a classifier needs at least 2" in err
+    assert "Traceback" not in err and not (tmp_path / "runs" / "mine" / "metrics.csv").exists()

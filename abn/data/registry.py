@@ -242,6 +242,8 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None) -> Datas
         location = dataset_location(name, root)
     except DataError:
         return info
+    if info.folder is None:
+        info = _tree_splits(info, location)
     for split in info.splits:
         if (location / split).is_dir():
             classes = tuple(find_classes(location / split))
@@ -249,9 +251,28 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None) -> Datas
     return info
 
 
-def evaluation_split(dataset: str, named: str | None = None) -> str:
+EVAL_SPLIT_NAMES = ("test", "val", "valid", "validation")
+
+
+def _tree_splits(info: DatasetInfo, tree: Path) -> DatasetInfo:
+    """A user's tree names its own splits: ``train/`` and ``val/`` as well as ``train/`` and
+    ``test/``. The evaluation split is the first of :data:`EVAL_SPLIT_NAMES` present (never the
+    training split: without one, it stays ``test`` and reading it says what is missing)."""
+    try:
+        found = tuple(sorted(d.name for d in tree.iterdir() if d.is_dir() and d.name[0] != "."))
+    except OSError:
+        return info
+    if not found:
+        return info
+    evals = [s for s in EVAL_SPLIT_NAMES if s in found]
+    return replace(info, splits=found, eval_split=evals[0] if evals else info.eval_split)
+
+
+def evaluation_split(
+    dataset: str, named: str | None = None, root: str | os.PathLike[str] | None = None
+) -> str:
     """``named`` (e.g. a model card's test split) when ``dataset`` has it, else its eval split."""
-    info = dataset_info(dataset)
+    info = dataset_info(dataset, root)
     return named if named in info.splits else info.eval_split
 
 

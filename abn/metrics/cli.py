@@ -80,7 +80,7 @@ def parse_methods(text: str, models: dict[str, nn.Module]) -> list[Entry]:
 
 def run_scorecard(args: argparse.Namespace) -> int:
     from abn.checkpoint import load
-    from abn.data import evaluation_split
+    from abn.evaluate import evaluation_data
 
     for flag, value, low in (("--n", args.n, 1), ("--batch-size", args.batch_size, 1),
                              ("--steps", args.steps, 2), ("--sanity", args.sanity, 0)):  # fmt: skip
@@ -98,10 +98,9 @@ def run_scorecard(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
         card = models["model"].card
-        args.data = args.data or card.dataset
-        if not args.data:
-            raise ValueError("the model's card names no dataset; give --data")
-        args.split = args.split or evaluation_split(args.data, (card.splits or {}).get("test"))
+        args.data, args.split, args.data_root = evaluation_data(
+            card, args.data, args.split, args.data_root
+        )
         batches, n, total = sample_batches(
             card,
             args.data,

@@ -42,8 +42,13 @@ class _Zoo(nn.Module):
     is_multitask: bool = False
 
     def default_target_layer(self) -> nn.Module:
-        """The layer the Grad-CAM family explains by default: the perception branch's body."""
-        return self.perception_branch.body
+        """The layer the Grad-CAM family explains by default: the perception branch's body, or
+        g(x) where that body holds no convolutions (VGG: only pool5, whose 7×7 output is
+        coarser than conv5_3's 14×14, the layer Grad-CAM uses for VGG)."""
+        body = self.perception_branch.body
+        if any(isinstance(m, nn.Conv2d) for m in body.modules()):
+            return body
+        return self.feature_extractor
 
     @property
     def num_outputs(self) -> int:

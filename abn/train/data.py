@@ -50,6 +50,11 @@ def resolve_info(cfg: TrainConfig) -> DatasetInfo:
     info = dataset_info(cfg.data, cfg.data_root or None)
     if info.num_classes is None:
         raise ValueError(f"{cfg.data}: cannot tell its classes (is data_root right?)")
+    if info.task == "multiclass" and info.num_classes < 2:
+        raise ValueError(
+            f"{cfg.data} has {info.num_classes} class ({', '.join(info.class_names)}): a "
+            "classifier needs at least 2 class folders"
+        )
     return info
 
 

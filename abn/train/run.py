@@ -368,7 +368,8 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
             test = _test(model, raw, data, precision, device, show)
         if dist.is_main:
             with saving("metrics.csv"):
-                _log_epoch(log, epoch, lr, epoch_stats, test, show)
+                # the rate the optimizer stepped with, not the one the schedule asked for
+                _log_epoch(log, epoch, optimizer.param_groups[0]["lr"], epoch_stats, test, show)
             snapshot = {
                 "epoch": epoch + 1,
                 "model": model_state(raw),
@@ -437,7 +438,8 @@ def _log_epoch(
         for b in ("per", "att"):
             if f"{b}_top1_err" in m:
                 row[f"test_acc_{b}"] = 100.0 - m[f"{b}_top1_err"]
-                row[f"test_top5_acc_{b}"] = 100.0 - m[f"{b}_top5_err"]
+                if f"{b}_top5_err" in m:  # not with 5 classes or fewer
+                    row[f"test_top5_acc_{b}"] = 100.0 - m[f"{b}_top5_err"]
             elif f"{b}_mean_acc" in m:
                 row[f"test_acc_{b}"] = m[f"{b}_mean_acc"]
     log.log(row)

@@ -10,7 +10,13 @@ import torch
 
 from abn.data.errors import DataError
 from abn.data.paths import DATA_ROOT_ENV, default_data_root
-from abn.data.registry import build_dataset, dataset_info, dataset_location, list_datasets
+from abn.data.registry import (
+    build_dataset,
+    dataset_info,
+    dataset_location,
+    evaluation_split,
+    list_datasets,
+)
 
 REQUIRED = {
     "cifar10", "cifar10-torchvision", "cifar100", "svhn", "imagenette", "imagefolder", "celeba",
@@ -80,6 +86,20 @@ def test_imagefolder_needs_root_and_reads_classes(data_root: Path) -> None:
     assert dataset_info("imagefolder").num_classes is None
     ds = build_dataset("imagefolder", "val", root=data_root / "imagenette2-160")
     assert len(ds) == 3925
+
+
+def test_an_image_tree_names_its_own_splits(tmp_path: Path) -> None:
+    """``train/`` + ``val/`` evaluates on ``val``; without an evaluation folder the split stays
+    ``test`` (reading it then says it is missing), never the training split."""
+    for split in ("train", "val", ".cache"):
+        (tmp_path / "a" / split / "cat").mkdir(parents=True)
+    info = dataset_info("imagefolder", root=tmp_path / "a")
+    assert (info.splits, info.train_split, info.eval_split) == (("train", "val"), "train", "val")
+    assert evaluation_split("imagefolder", "val", tmp_path / "a") == "val"
+    assert evaluation_split("imagefolder", None, tmp_path / "a") == "val"
+    (tmp_path / "b" / "train" / "cat").mkdir(parents=True)
+    assert dataset_info("imagefolder", root=tmp_path / "b").eval_split == "test"
+    assert dataset_info("imagefolder").splits == ("train", "test")  # no tree: the defaults
 
 
 def test_errors(tmp_path: Path) -> None:

@@ -36,6 +36,20 @@ def test_every_method_gives_maps_in_range(name, kw, size, variant, make_model):
         assert torch.equal(res.targets, res.predicted)  # target=None → predicted class
 
 
+@pytest.mark.parametrize("variant", ["abn", "plain"])
+@pytest.mark.parametrize(("name", "kw", "size"), FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_gradcam_default_layer(name, kw, size, variant, make_model):
+    """Grad-CAM explains the perception branch's last stage; VGG's perception body is only
+    pool5, so there it explains conv5_3 (g(x), as fine as ABN's map) instead of 2× coarser."""
+    model = make_model(name, variant, **kw)
+    x = torch.randn(1, 3, size, size)
+    res = explain(model, x, "gradcam")
+    with torch.no_grad():
+        g = model.feature_extractor(x)
+        explained = g if name == "vgg16_bn" else model.perception_branch.body(g)
+    assert tuple(res.raw.shape[-2:]) == tuple(explained.shape[-2:])
+
+
 @pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
 def test_slow_methods_once(method, make_model):
     model = make_model("resnet20", "plain")
@@ -43,6 +57,40 @@ def test_slow_methods_once(method, make_model):
     assert res.maps.shape == (1, 8, 8) and res.raw.shape == (1, 2, 2)
     assert res.maps.min() >= 0 and res.maps.max() <= 1
     assert res.targets.tolist() == [2]
+
+
+class _Logits(torch.nn.Module):
+    """The perception branch's logits, as pytorch-grad-cam expects a classifier to return."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).logits
+
+
+@pytest.mark.parametrize(
+    "method", ["gradcam++", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam",
+               "ablationcam"],
+)  # fmt: skip
+def test_family_maps_are_pytorch_grad_cams_for_the_asked_target(method, make_model):
+    """Each method is the library's own class on the default layer with the asked class as
+    target (the maps at that layer's resolution, as pytorch-grad-cam scales them)."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = make_model("resnet20", "plain")
+    x, target = torch.randn(2, 3, 8, 8), [2, 0]
+    res = explain(model, x, method, target=target)
+    cam_class = get_method(method).cam_class
+    low_res = type("LowRes", (cam_class,), {"get_target_width_height": lambda self, _: (2, 2)})
+    with low_res(_Logits(model), [model.perception_branch.body]) as cam:
+        theirs = cam(x, targets=[ClassifierOutputTarget(t) for t in target])
+    torch.testing.assert_close(res.raw, torch.as_tensor(theirs), atol=1e-4, rtol=1e-4)
+    assert res.targets.tolist() == target
+    if method != "eigencam":  # the one method here that does not depend on the target
+        other = explain(model, x, method, target=[1, 3])
+        assert not torch.allclose(other.raw, res.raw, atol=1e-3)
 
 
 def test_abn_map_is_the_forward_pass_map(images, make_model):
