@@ -38,8 +38,13 @@ def test_pooled_features_of_abn_and_plain():
     assert set(pooled) == {"features", "attended_features"}
     assert pooled["features"].shape == (3, 32) and probs.shape == (3, 4)
     assert torch.allclose(probs.sum(1), torch.ones(3))
-    # residual attention: g'(x) = (1 + M) g(x) >= g(x) for non-negative features
-    assert not torch.equal(pooled["features"], pooled["attended_features"])
+    with torch.no_grad():
+        out = model(x)
+    torch.testing.assert_close(pooled["features"], out.features.mean((2, 3)))
+    # Fig. 6's "with attention": GAP of g'(x) = (1 + M(x))·g(x) (Eq. 2)
+    attended = (out.features * (1 + out.attention)).mean((2, 3))
+    torch.testing.assert_close(pooled["attended_features"], attended)
+    assert not torch.allclose(pooled["features"], pooled["attended_features"])
     plain, _ = pooled_features(abn.create("resnet20", "plain", num_classes=4).eval(), x)
     assert set(plain) == {"features"}
 

@@ -33,7 +33,6 @@ def test_plan_fits_the_slowest_variant_in_the_budget(zoo):
         slowest = min(r[group.name(v)] for v in group.variants)
         per_epoch = (group.n_train + group.n_test / 3 / group.eval_every) / slowest + group.save_s
         assert e * per_epoch <= 420 < (e + 4) * per_epoch or e == group.cap
-    assert epochs == {"cifar10": 20, "imagenette": 100, "celeba-hq": 20}  # what the H200 ran
 
 
 def test_plan_caps_and_floors(zoo):

@@ -134,8 +134,10 @@ def test_multitask_batched_equals_looped(multitask):
         batched = multitask(x).logits
         looped = multitask.perceive_looped(x)
         multitask.chunk_size = 5  # B·T = 12 inputs, in chunks of 5
-        chunked = multitask(x).logits
-        multitask.chunk_size = 0
+        try:
+            chunked = multitask(x).logits
+        finally:
+            multitask.chunk_size = 0
     torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(batched, chunked, rtol=1e-5, atol=1e-5)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from abn.checkpoint import read_card
 from abn.data.memory import load_into_memory
@@ -69,6 +70,62 @@ def test_two_process_gloo_run_matches_the_single_process_loss(data_root: Path, t
     assert card.training["device_count"] == 2
     # test shards reduced over both ranks
     assert card.metrics["cifar10/test (sample of 30)"]["n"] == 30
+
+
+def _reference_updates(
+    data_root: Path, world: int, lr: float
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Parameter changes after one epoch of SGD, by hand: ``synced`` steps on the gradient averaged
+    over the ``world`` shards of each batch, with rank 0's batch-norm buffers (DDP broadcasts
+    them); ``rank0`` steps on rank 0's shard alone, as unsynchronised processes would."""
+    mem = load_into_memory("cifar10", "train", root=data_root, limit=64, progress=False)
+    out = {}
+    for how in ("synced", "rank0"):
+        torch.manual_seed(0)
+        model = create("resnet20", "abn", 10).train()
+        start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+        loaders = [mem.loader(32 // world, train=True, seed=0, rank=r, world_size=world)
+                   for r in range(world)]  # fmt: skip
+        for shards in zip(*loaders, strict=True):
+            opt.zero_grad()
+            for rank, (x, y) in enumerate(shards if how == "synced" else shards[:1]):
+                kept = {k: b.clone() for k, b in model.named_buffers()} if rank else None
+                (abn_loss(model(x), y).total / (world if how == "synced" else 1)).backward()
+                if kept:  # rank 0's running statistics are the ones broadcast and saved
+                    for k, b in model.named_buffers():
+                        b.copy_(kept[k])
+            opt.step()
+        out[how] = {k: v.detach() - start[k] for k, v in model.named_parameters()}
+    return out
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_steps_on_the_averaged_gradient(data_root: Path, tmp_path: Path):
+    lr = 0.05
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(_free_port()), "-m", "abn", "train",
+        "--data", "cifar10", "--data-root", str(data_root), "--limit-train", "64",
+        "--limit-test", "8", "--epochs", "1", "--batch-size", "32", "--lr", str(lr),
+        "--workers", "0", "--out", str(tmp_path), "--name", "ddp", "--quiet",
+        "--set", 'precision="fp32"', "--set", 'device="cpu"', "--set", 'channels_last="false"',
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = load_file(tmp_path / "ddp" / "final.safetensors")
+    ref = _reference_updates(data_root, 2, lr)
+    torch.manual_seed(0)
+    start = create("resnet20", "abn", 10).state_dict()
+
+    def distance(how: str) -> float:
+        diffs = [(trained[k].float() - start[k]) - d for k, d in ref[how].items()]
+        return float(torch.cat([d.flatten() for d in diffs]).norm())
+
+    size = float(torch.cat([d.flatten() for d in ref["synced"].values()]).norm())
+    assert distance("synced") < 0.01 * size  # the averaged-gradient update, to float noise
+    assert distance("rank0") > 0.1 * size  # and measurably not a single rank's
 
 
 @pytest.mark.slow
