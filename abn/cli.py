@@ -39,18 +39,11 @@ TRAIN_FLAGS = {
 }
 
 
-# what a resumed run cannot change (its folder, model, data and recipe)
-RUN_IDENTITY = (
-    "name",
-    "out",
-    "model",
-    "variant",
-    "data",
-    "seed",
-    "lr",
-    "batch_size",
-    "limit_train",
-)
+# what a resumed run may change: how it runs and how long, not what it learns or where from
+RESUMABLE = (
+    "epochs", "quiet", "device", "eval_every", "workers", "compile", "cuda_graphs",
+    "channels_last", "data_root",
+)  # fmt: skip
 
 
 class UsageError(Exception):
@@ -119,6 +112,19 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def check_unchanged(cfg: Any, saved: Any) -> None:
+    """Refuse a resumed run whose flags or ``--set`` values change its folder, model, data or
+    recipe: only :data:`RESUMABLE` settings may differ from its ``config.toml``."""
+    changed = [k for k, v in cfg.to_dict().items()
+               if k not in RESUMABLE and v != getattr(saved, k)]  # fmt: skip
+    if changed:
+        names = [f"--{k.replace('_', '-')}" if k in TRAIN_FLAGS else k for k in changed]
+        raise UsageError(
+            f"{', '.join(names)} cannot change when resuming: the run keeps its folder, "
+            "model, data and recipe (start a new run to change them)"
+        )
+
+
 def run_train(args: argparse.Namespace) -> int:
     from abn.train import ConfigError, ResumeError, TrainError, load_config, resolve_resume, train
     from abn.train.config import to_toml
@@ -127,18 +133,14 @@ def run_train(args: argparse.Namespace) -> int:
         resume = resolve_resume(args.resume) if args.resume else None
         if resume and args.config:
             raise UsageError("give either a config or --resume (the run folder holds its config)")
-        fixed = [f"--{k.replace('_', '-')}" for k in RUN_IDENTITY if getattr(args, k) is not None]
-        if resume and fixed:
-            raise UsageError(
-                f"{', '.join(fixed)} cannot change when resuming: the run keeps its folder, "
-                "model, data and recipe (start a new run to change them)"
-            )
         path = (
             resume.run_dir / "config.toml"
             if resume
             else (resolve_config_path(args.config) if args.config else None)
         )
         cfg = load_config(path, train_overrides(args))
+        if resume:
+            check_unchanged(cfg, load_config(path, []))
     except (ConfigError, ResumeError) as exc:
         raise UsageError(str(exc)) from None
     if args.print_config:

@@ -191,6 +191,14 @@ def test_a_run_is_never_overwritten_and_resuming_keeps_its_identity(
     assert main(["train", "--resume", str(tmp_path / "once"), "--name", "other"]) == 2
     assert "--name cannot change when resuming" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+    run = str(tmp_path / "once")
+    for changes, named in ((["--set", "lr=1.0", "--set", "seed=7"], "lr, --seed"),
+                           (["--set", "milestones=[0.3]"], "milestones"),
+                           (["--set", "model_kwargs.map_kernel=1"], "model_kwargs")):  # fmt: skip
+        assert main(["train", "--resume", run, *changes]) == 2
+        assert f"{named} cannot change when resuming" in capsys.readouterr().err
+    assert main(["train", "--resume", run, "--epochs", "0"]) == 2  # the config's own check
+    assert final.read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,8 @@ class ImageFolderDataset(Dataset):
         transform: applied to the RGB ``PIL.Image``; default: a uint8 ``C×H×W`` tensor.
         classes: expected class folder names in label order; default: sorted folder names.
         class_names: human-readable names (default: the folder names).
+        missing_ok: a class folder of ``classes`` may be missing or empty here (an evaluation
+            split without images of some class); default: that is an error.
 
     Raises:
         DataError: missing root or split folder, a missing or empty class folder, no images.
@@ -53,11 +55,13 @@ class ImageFolderDataset(Dataset):
         *,
         classes: Sequence[str] | None = None,
         class_names: Sequence[str] | None = None,
+        missing_ok: bool = False,
     ) -> None:
         self.root = Path(root)
         self.split = split
         self.folder = self.root / split if split else self.root
         self.transform = transform
+        self.missing_ok = missing_ok
         _check_folder(self.root, "dataset root")
         _check_folder(self.folder, f"split folder {split!r}")
         self.classes = list(classes) if classes is not None else find_classes(self.folder)
@@ -72,11 +76,15 @@ class ImageFolderDataset(Dataset):
         samples: list[tuple[Path, int]] = []
         for idx, cls in enumerate(self.classes):
             class_dir = self.folder / cls
+            if self.missing_ok and not class_dir.is_dir():
+                continue
             _check_folder(class_dir, f"class folder {cls!r}")
             files = scan_images(class_dir)
-            if not files:
+            if not files and not self.missing_ok:
                 raise DataError(f"{class_dir}: class folder holds no images")
             samples.extend((f, idx) for f in files)
+        if not samples:
+            raise DataError(f"{self.folder}: no images in its class folders")
         return samples
 
     def __len__(self) -> int:

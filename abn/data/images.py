@@ -253,21 +253,14 @@ def _to_rgb(img: Image.Image, label: str) -> Image.Image:
 
 
 def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
-    """16/32-bit integer or float greyscale to 8-bit RGB.
-
-    Integers above 255 are treated as 16-bit (0…65535 → 0…255); floats in [0, 1] are scaled by
-    255, other floats are clipped to [0, 255].
+    """16/32-bit integer or float greyscale to 8-bit RGB, by bit depth, never by content:
+    integers span 0…65535 (16-bit; 0…65535 → 0…255, larger values clipped), floats span
+    0…1 (× 255, clipped). So a pixel value means the same in every image of a dataset.
     """
     arr = np.asarray(img)
     if img.mode == "F":
-        arr = arr.astype(np.float64)
-        finite = arr[np.isfinite(arr)]
-        if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
-            arr = arr * 255.0
-        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0) * 255.0
     else:
-        arr = arr.astype(np.int64)
-        if arr.size and arr.max() > 255:
-            arr = np.clip(arr, 0, 65535) / 257.0
+        arr = np.clip(arr.astype(np.int64), 0, 65535) / 257.0
     grey = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
     return Image.fromarray(grey).convert("RGB")

@@ -125,9 +125,31 @@ def _folder_builder(
 ) -> Builder:
     def build(root: Path, split: str, transform: Transform | None, download: bool) -> Dataset:
         tree = root / folder if folder else root
-        return ImageFolderDataset(tree, split, transform, classes=classes, class_names=names)
+        labels = classes if classes is not None else tree_classes(tree, split)
+        return ImageFolderDataset(
+            tree, split, transform, classes=labels, class_names=names,
+            missing_ok=classes is None and labels is not None and split != "train",
+        )  # fmt: skip
 
     return build
+
+
+def tree_classes(tree: Path, split: str, train_split: str = "train") -> list[str] | None:
+    """A tree's classes in label order: the training split's class folders, for every split,
+    so that label *i* is the same class in each. Another split may lack a class (it has no
+    images of it) but may not add one the model never learned. ``None``: no training split
+    (the split's own folders are the classes)."""
+    if not (tree / train_split).is_dir():
+        return None
+    labels = find_classes(tree / train_split)
+    if split != train_split and (tree / split).is_dir():
+        extra = sorted(set(find_classes(tree / split)) - set(labels))
+        if extra:
+            raise DataError(
+                f"{tree / split}: class folder(s) {', '.join(extra)} are not in "
+                f"{tree / train_split} (the classes a model learns come from the training split)"
+            )
+    return labels
 
 
 def _torchvision_builder(name: str) -> Builder:
@@ -244,7 +266,7 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None) -> Datas
         return info
     if info.folder is None:
         info = _tree_splits(info, location)
-    for split in info.splits:
+    for split in dict.fromkeys((info.train_split, *info.splits)):  # the training split's first
         if (location / split).is_dir():
             classes = tuple(find_classes(location / split))
             return replace(info, num_classes=len(classes), class_names=classes)

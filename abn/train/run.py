@@ -47,6 +47,7 @@ from .optim import build_optimizer, set_lr
 from .state import (
     STATE_NAME,
     WEIGHTS_NAME,
+    ResumeError,
     ResumePaths,
     load_state,
     model_state,
@@ -326,6 +327,11 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start_epoch, elapsed = int(state["epoch"]), float(state.get("elapsed", 0.0))
+        if cfg.epochs < start_epoch:
+            raise ResumeError(
+                f"{run_dir} has trained {start_epoch} epochs: resume with --epochs >= "
+                f"{start_epoch} (a run is not shortened after the fact)"
+            )
         stats = [EpochStats(**s) for s in state.get("stats", [])]
         del state  # its copy of the weights and optimizer
     model: nn.Module = raw

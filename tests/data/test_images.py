@@ -54,6 +54,20 @@ def test_16bit_grey_png_is_scaled_not_clipped() -> None:
     np.testing.assert_array_equal(got, [[0, 255], [128, 4]])
 
 
+def test_high_depth_scaling_follows_bit_depth_not_content() -> None:
+    """A dark 16-bit frame stays dark: value 200 is 200/65535 of white in every image, whatever
+    the image's own maximum; floats are read as 0…1."""
+    dark = np.array([[0, 200], [255, 128]], dtype=np.uint16)
+    brighter = np.array([[0, 200], [256, 128]], dtype=np.uint16)
+    for arr in (dark, brighter):
+        got = np.asarray(read_image(encode(Image.fromarray(arr), "PNG")))[..., 0]
+        np.testing.assert_array_equal(got, [[0, 1], [1, 0]])
+    for peak in (1.0, 1.01):
+        arr = np.array([[0.0, 0.5], [peak, 0.25]], dtype=np.float32)
+        got = np.asarray(read_image(encode(Image.fromarray(arr), "TIFF")))[..., 0]
+        np.testing.assert_array_equal(got, [[0, 128], [255, 64]])
+
+
 def test_animated_gif_gives_first_frame() -> None:
     frames = [Image.new("RGB", (4, 4), c) for c in (RED, BLUE, WHITE)]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)

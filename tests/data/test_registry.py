@@ -118,3 +118,29 @@ def test_default_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "elsewhere"))
     assert default_data_root() == tmp_path / "elsewhere"
     assert dataset_location("celeba-hq") == tmp_path / "elsewhere" / "celeba-hq-64"
+
+
+def _png(path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(path)
+
+
+def test_a_tree_labels_every_split_with_the_training_classes(tmp_path: Path) -> None:
+    """Label i is the same class in every split, even where a split lacks a class (and a
+    stray folder sorting before ``train/`` does not set the classes)."""
+    for split, classes in {"train": ("ant", "bee", "cow"), "test": ("ant", "cow"),
+                           "__MACOSX": ("zzz",)}.items():  # fmt: skip
+        for c in classes:
+            _png(tmp_path / split / c / "0.png")
+    info = dataset_info("imagefolder", root=tmp_path)
+    assert info.class_names == ("ant", "bee", "cow")
+    test = build_dataset("imagefolder", "test", root=tmp_path)
+    assert [(p.parent.name, t) for p, t in test.samples] == [("ant", 0), ("cow", 2)]
+    _png(tmp_path / "test" / "dog" / "0.png")
+    with pytest.raises(DataError, match=r"class folder\(s\) dog are not in .*train"):
+        build_dataset("imagefolder", "test", root=tmp_path)
+    (tmp_path / "train" / "bee" / "0.png").unlink()
+    with pytest.raises(DataError, match="class folder holds no images"):
+        build_dataset("imagefolder", "train", root=tmp_path)

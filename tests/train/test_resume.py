@@ -34,7 +34,6 @@ def _losses(run: Path) -> list[str]:
 
 
 def test_resume_matches_uninterrupted_run(tiny_config, tmp_path: Path) -> None:
-    torch.set_num_threads(torch.get_num_threads())
     full = train(tiny_config(name="full", limit_train=48, batch_size=16))
     cfg = tiny_config(name="cut", limit_train=48, batch_size=16)
     with pytest.raises(Interrupt):
@@ -112,3 +111,15 @@ def test_version_1_state_resumes_only_with_weights_of_its_epoch(tiny_config) -> 
     torch.save({**state, "version": 1, "epoch": 0}, run / STATE_NAME)
     with pytest.raises(ResumeError, match="epoch 2 but last.state.pt .* from epoch 0"):
         train(load_config(run / "config.toml"), resume=resolve_resume(run))
+
+
+def test_a_run_is_not_shortened_on_resume(tiny_config) -> None:
+    cfg = tiny_config(name="two", limit_train=16, limit_test=8, batch_size=16)
+    full = train(cfg)
+    before = full.final.read_bytes()
+    with pytest.raises(ResumeError, match="has trained 2 epochs: resume with --epochs >= 2"):
+        train(
+            load_config(full.run_dir / "config.toml", ["epochs=1"]),
+            resume=resolve_resume(full.run_dir),
+        )
+    assert full.final.read_bytes() == before and read_card(full.final).training["epochs"] == 2
