@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,7 @@ def load_into_memory(
         size: stored ``(H, W)``; default: the recipe's input size (``imagenet``: the
             pre-crop size, e.g. 146 for 128), or the first image's size for dataset objects.
         fit: ``"resize"`` (stretch) or ``"crop"`` (resize shorter side + center crop);
-            default ``"resize"`` for celeba/compcars recipes, else ``"crop"``.
+            default :func:`fit_for` the recipe, as its per-image pipeline does.
         limit: keep a deterministic random subset of this many images (seed 0, sorted).
         indices: keep exactly these images (overrides ``limit``).
         cache: read/write the cache; a dataset object is cached only with ``cache_name``.
@@ -135,7 +136,7 @@ def load_into_memory(
             "split": split,
         }
         size = as_size(size) if size is not None else _default_size(info.recipe, info.input_size)
-        fit = fit or ("resize" if info.recipe in ("celeba", "compcars") else "crop")
+        fit = fit or fit_for(info.recipe)
         cache_name = cache_name or f"{dataset}-{split}"
     else:
         ds = dataset
@@ -152,9 +153,15 @@ def load_into_memory(
         images, targets = cached
     else:
         images, targets = _decode_all(ds, chosen, size, fit, num_workers, progress)
-        if path:
-            _write_cache(path, images, targets, fingerprint)
+        if path and not _try_write_cache(path, images, targets, fingerprint):
+            path = None
     return InMemoryDataset(images, targets, cache_path=path, split_size=len(ds), **meta)
+
+
+def fit_for(recipe: str) -> Fit:
+    """How the recipe's per-image pipeline fits an image to its size before augmenting:
+    ``imagenet`` resizes the shorter side and crops, the others resize to the size."""
+    return "crop" if recipe == "imagenet" else "resize"
 
 
 def _default_size(recipe: str, input_size: tuple[int, int]) -> tuple[int, int]:
@@ -235,6 +242,26 @@ def _write_cache(path: Path, images: torch.Tensor, targets: torch.Tensor, finger
     os.replace(tmp, path)
 
 
+def _try_write_cache(
+    path: Path, images: torch.Tensor, targets: torch.Tensor, fingerprint: str
+) -> bool:
+    """Write the cache; a read-only data root or a full disk only costs the next run's decode."""
+    try:
+        _write_cache(path, images, targets, fingerprint)
+    except OSError as exc:
+        for tmp in (
+            path.parent.glob(f"{path.stem}.tmp{os.getpid()}") if path.parent.is_dir() else ()
+        ):
+            tmp.unlink(missing_ok=True)
+        warnings.warn(
+            f"cannot cache the decoded images at {path} ({exc.strerror or exc}); going on "
+            "without the cache (the next run decodes them again)",
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
 class _Fitted(Dataset):
     """Items of ``ds`` (restricted to ``chosen``) as uint8 tensors of exactly ``size``."""
 
@@ -298,9 +325,11 @@ def _decode_all(
     return images, torch.cat(targets)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 63-bit seed for epoch ``epoch`` of a run seeded with ``seed``."""
-    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0]
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A well-mixed 63-bit seed for epoch ``epoch`` of a run seeded with ``seed`` (for process
+    ``rank`` > 0 of a distributed run, another one per process)."""
+    entropy = [int(seed), int(epoch)] + ([int(rank)] if rank else [])
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
     return int(state) & ((1 << 63) - 1)
 
 

@@ -39,6 +39,9 @@ class TrainConfig:
     train_split: str = ""  # "" → the dataset's own train split
     test_split: str = ""  # "" → the dataset's own evaluation split
     input_size: list[int] = field(default_factory=list)  # [] → the dataset's size
+    # preprocessing: "" → the dataset's; e.g. "cifar" (pad 4 + crop + flip) for small images
+    # in an image folder, whose default is "imagenet" (resize, crop, flip)
+    recipe: str = ""
     # training crop: "paper" (the recipe's) | "random-resized-crop" (imagenet recipe: an
     # Inception-style crop of crop_scale of the area, aspect 3/4–4/3; evaluation unchanged)
     augment: str = "paper"
@@ -74,6 +77,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values no run can use."""
+        from abn.data.transforms import RECIPES
+
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -87,7 +92,13 @@ class TrainConfig:
             (self.loader in ("auto", "memory", "folder"), "loader is auto, memory or folder"),
             (self.precision in PRECISIONS, "precision is auto, bf16 or fp32"),
             (self.channels_last in ("auto", "true", "false"), "channels_last is auto/true/false"),
-            (len(self.input_size) in (0, 2), "input_size is [] or [height, width]"),
+            (
+                len(self.input_size) in (0, 2) and all(v >= 1 for v in self.input_size),
+                "input_size is [] or [height, width], both >= 1",
+            ),
+            (self.recipe in ("", *RECIPES), f"recipe is '' or one of {', '.join(RECIPES)}"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (0 < self.gamma <= 1, "gamma (the learning-rate factor at a milestone) is in (0, 1]"),
             (self.augment in AUGMENTS, f"augment is one of {', '.join(AUGMENTS)}"),
             (
                 len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,

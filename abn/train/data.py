@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from abn.data import build_dataset, dataset_info
-from abn.data.memory import EpochState, epoch_seed, load_into_memory
+from abn.data.memory import EpochState, epoch_seed, fit_for, load_into_memory
 from abn.data.registry import DatasetInfo
 from abn.data.transforms import build_transform
 
@@ -50,6 +50,8 @@ def resolve_info(cfg: TrainConfig) -> DatasetInfo:
     info = dataset_info(cfg.data, cfg.data_root or None)
     if info.num_classes is None:
         raise ValueError(f"{cfg.data}: cannot tell its classes (is data_root right?)")
+    if cfg.recipe:
+        info = replace(info, recipe=cfg.recipe)
     if info.task == "multiclass" and info.num_classes < 2:
         raise ValueError(
             f"{cfg.data} has {info.num_classes} class ({', '.join(info.class_names)}): a "
@@ -117,6 +119,7 @@ def _memory_batches(
         split,
         root=cfg.data_root or None,
         size=_stored_size(info.recipe, size),
+        fit=fit_for(info.recipe),
         limit=_limit(cfg, train),
         num_workers=min(cfg.workers, os.cpu_count() or 1),
         progress=not cfg.quiet and dist.is_main,
@@ -127,6 +130,7 @@ def _memory_batches(
         device=device,
         seed=cfg.seed,
         crop_size=size,
+        recipe=info.recipe,
         rank=dist.rank,
         world_size=dist.world_size,
         channels_last=cl,
@@ -167,7 +171,9 @@ def _folder_batches(
 class LoaderBatches(EpochState):
     """A ``DataLoader`` (workers, pinned memory, per-rank sampler) whose batches land on ``device``.
 
-    The order and the workers' augmentation seeds of epoch ``e`` derive from ``(seed, e)``.
+    The order and the workers' augmentation seeds of epoch ``e`` derive from ``(seed, e)`` (and
+    the process's rank: each process augments its own images with its own draws). Evaluation
+    shards the split without padding, so every image counts once.
     """
 
     def __init__(
@@ -182,12 +188,15 @@ class LoaderBatches(EpochState):
         channels_last: bool = False,
     ) -> None:
         self.device, self.seed, self.epoch, self.channels_last = device, seed, 0, channels_last
-        self.generator = torch.Generator()
-        self.sampler = None
-        if dist.enabled:
+        self.rank = dist.rank if dist.enabled else 0
+        self.generator = torch.Generator()  # workers' seeds: each process its own
+        self.sampler: Any = None
+        if dist.enabled and train:
             self.sampler = DistributedSampler(
-                ds, dist.world_size, dist.rank, shuffle=train, seed=seed, drop_last=train
+                ds, dist.world_size, dist.rank, shuffle=True, seed=seed, drop_last=True
             )
+        elif dist.enabled:  # every test image once: DistributedSampler would pad with repeats
+            self.sampler = range(dist.rank, len(ds), dist.world_size)
         self.loader = DataLoader(
             ds,
             batch_size=batch_size,
@@ -204,8 +213,8 @@ class LoaderBatches(EpochState):
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.generator.manual_seed(epoch_seed(self.seed, self.epoch))
-        if self.sampler is not None:
+        self.generator.manual_seed(epoch_seed(self.seed, self.epoch, self.rank))
+        if isinstance(self.sampler, DistributedSampler):
             self.sampler.set_epoch(self.epoch)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for x, y in self.loader:

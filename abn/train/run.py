@@ -342,6 +342,9 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
     if cfg.compile:
         model = torch.compile(model)
     step = make_step(cfg, model, optimizer, device, precision, dist.enabled)
+    # each process tests its own shard, which may be a batch shorter than another's: the bare
+    # module (the weights are the same everywhere) has no collective in its forward to wait on
+    tester = raw if dist.enabled else model
     saving = _Saving(run_dir, start_epoch)
     if dist.is_main:
         config = to_toml(cfg).encode()
@@ -371,7 +374,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         last = epoch + 1 == cfg.epochs
         test = None
         if last or (epoch + 1) % cfg.eval_every == 0:
-            test = _test(model, raw, data, precision, device, show)
+            test = _test(tester, raw, data, precision, device, show)
         if dist.is_main:
             with saving("metrics.csv"):
                 # the rate the optimizer stepped with, not the one the schedule asked for
@@ -395,7 +398,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         if on_epoch_end is not None:
             on_epoch_end(epoch, epoch_stats)
     if test is None:  # resumed a finished run: measure again
-        test = _test(model, raw, data, precision, device, show)
+        test = _test(tester, raw, data, precision, device, show)
     wall = time.perf_counter() - t0
     final = None
     if dist.is_main:

@@ -105,6 +105,20 @@ def test_an_image_rewritten_under_its_name_rebuilds_the_cache(tmp_path: Path) ->
     assert again.images[0].float().max() == 0  # black now, not the cached red
 
 
+def test_an_unwritable_cache_folder_costs_only_the_cache(tmp_path: Path) -> None:
+    """A read-only data root (here: ``.cache`` is a file) warns and trains from memory."""
+    tree = tmp_path / "tree"
+    for cls in ("a", "b"):
+        (tree / "train" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (200, 0, 0)).save(tree / "train" / cls / "0.png")
+    (tmp_path / ".cache").write_text("not a folder")
+    kw = {"root": tmp_path, "cache_name": "mine", "progress": False}
+    with pytest.warns(UserWarning, match=r"cannot cache the decoded images at .*going on"):
+        mem = load_into_memory(build_dataset("imagefolder", "train", root=tree), **kw)
+    assert len(mem) == 2 and mem.cache_path is None
+    assert (tmp_path / ".cache").read_text() == "not a folder"
+
+
 # --- DeviceBatches ----------------------------------------------------------------------------
 
 

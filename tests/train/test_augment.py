@@ -28,3 +28,37 @@ def test_the_random_resized_crop_is_refused_for_cifar(tiny_config) -> None:
     with pytest.raises(ValueError, match="'imagenet' recipe; cifar10 uses 'cifar'"):
         train(cfg)
     assert not (cfg.run_dir() / "metrics.csv").exists()
+
+
+def test_an_image_folder_of_small_images_trains_with_the_cifar_recipe(tmp_path) -> None:
+    """``recipe = "cifar"`` for a small-image tree: both loaders test on the same resized
+    images (no centre crop that hides the edges), and the card records the recipe."""
+    import torch
+    from PIL import Image
+
+    from abn.data.transforms import recipe_for
+    from abn.train import load_config
+    from abn.train.data import build_data
+    from abn.train.distributed import DistInfo
+
+    gen = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / "tree" / split / c).mkdir(parents=True)
+            for i in range(3):
+                pixels = torch.randint(0, 256, (20, 28, 3), generator=gen, dtype=torch.uint8)
+                Image.fromarray(pixels.numpy()).save(tmp_path / "tree" / split / c / f"{i}.png")
+    overrides = [f'data_root="{tmp_path / "tree"}"', 'data="imagefolder"', "input_size=[16,16]",
+                 'recipe="cifar"', "workers=0", "batch_size=6", "epochs=1", "quiet=true",
+                 f'out="{tmp_path / "runs"}"', 'channels_last="false"']  # fmt: skip
+    tests = {}
+    for loader in ("memory", "folder"):
+        cfg = load_config(None, [*overrides, f'loader="{loader}"'])
+        data = build_data(cfg, torch.device("cpu"), DistInfo())
+        assert data.info.recipe == "cifar" and data.test_split == "val"
+        tests[loader] = next(iter(data.test))[0]
+    # the same stretched 16×16 images (resizing a PIL image or a tensor: a level or two apart)
+    torch.testing.assert_close(tests["memory"], tests["folder"], atol=0.1, rtol=0)
+    result = train(load_config(None, [*overrides, 'name="small"']))
+    card = read_card(result.final)
+    assert card.recipe["recipe"] == "cifar" and recipe_for(card) == "cifar"

@@ -40,6 +40,10 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ("compile=true cuda_graphs=true", "compile and cuda_graphs exclude each other"),
         ("augment=mixup", "augment is one of paper, random-resized-crop"),
         ("crop_scale=[0.5,0.2]", "crop_scale is"),
+        ("input_size=[0,0]", "input_size is"),
+        ("momentum=-1", r"momentum must be in \[0, 1\)"),
+        ("gamma=-5", "gamma"),
+        ('recipe="jpeg"', "recipe is '' or one of cifar, imagenet"),
     ],
 )
 def test_bad_overrides_name_the_problem(override: str, message: str) -> None:

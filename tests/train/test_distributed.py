@@ -47,7 +47,7 @@ def test_two_process_gloo_run_matches_the_single_process_loss(data_root: Path, t
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_port", str(_free_port()), "-m", "abn", "train",
         "--data", "cifar10", "--data-root", str(data_root), "--limit-train", "64",
-        "--limit-test", "30", "--epochs", "1", "--batch-size", "32", "--lr", "0",
+        "--limit-test", "31", "--epochs", "1", "--batch-size", "32", "--lr", "0",
         "--workers", "0", "--out", str(tmp_path), "--name", "ddp", "--quiet",
         "--set", 'precision="fp32"', "--set", 'device="cpu"',
     ]  # fmt: skip
@@ -68,8 +68,8 @@ def test_two_process_gloo_run_matches_the_single_process_loss(data_root: Path, t
     assert float(rows[0]["train_loss"]) == pytest.approx(sum(single) / len(single), rel=0.05)
     card = read_card(run / "final.safetensors")
     assert card.training["device_count"] == 2
-    # test shards reduced over both ranks
-    assert card.metrics["cifar10/test (sample of 30)"]["n"] == 30
+    # test shards of 16 and 15 images, each counted once, reduced over both ranks
+    assert card.metrics["cifar10/test (sample of 31)"]["n"] == 31
 
 
 def _reference_updates(
@@ -145,3 +145,28 @@ def test_an_unwritable_out_stops_every_rank_with_the_same_message(data_root: Pat
     message = f"cannot write to output folder {blocker / 'runs'}"
     assert proc.stderr.count(message) == 2, proc.stderr[-3000:]  # rank 0's reason, on both ranks
     assert "Connection closed" not in proc.stderr and "[rank1]: Traceback" not in proc.stderr
+
+
+class _Draws(torch.utils.data.Dataset):
+    """Item i: (a random draw from the process's RNG, i), as an augmentation would draw."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, i: int):
+        return torch.rand(()), i
+
+
+def test_folder_batches_shard_evaluation_without_repeats_and_augment_per_rank() -> None:
+    from abn.train.data import LoaderBatches
+    from abn.train.distributed import DistInfo
+
+    def batches(rank: int, train: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        dist = DistInfo(rank=rank, world_size=3)
+        loader = LoaderBatches(_Draws(), 2, train, torch.device("cpu"), 1, seed=0, dist=dist)
+        return list(loader)
+
+    seen = [int(i) for r in range(3) for _, y in batches(r, train=False) for i in y]
+    assert sorted(seen) == list(range(10))  # each test image once, none padded in
+    draws = [torch.cat([x for x, _ in batches(r, train=True)]) for r in range(3)]
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
