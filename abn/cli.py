@@ -11,10 +11,10 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from abn.checkpoint import CheckpointError
 from abn.device import one_line
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -50,6 +50,33 @@ class UsageError(Exception):
     """Bad arguments or config: reported as ``abn <cmd>: error: ...`` with exit code 2."""
 
 
+class Command(NamedTuple):
+    """A sub-command: the module and function that add its parser, and its help line."""
+
+    module: str
+    adder: str
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(__name__, "add_train_parser", "train a model from a config"),
+    "eval": Command(
+        __name__, "add_eval_parser", "top-1/top-5 error (or attribute accuracy) of a checkpoint"
+    ),
+    "models": Command(__name__, "add_models_parser", "list the registered backbones and variants"),
+    "card": Command(__name__, "add_card_parser", "print a checkpoint's model card (JSON)"),
+    "data": Command("abn.cli_data", "add_data_parser", "prepare datasets and show what they are"),
+    "explain": Command(
+        "abn.explain.cli", "add_explain_parser", "explain images with ABN / CAM / Grad-CAM maps"
+    ),
+    "scorecard": Command(
+        "abn.metrics.cli",
+        "add_scorecard_parser",
+        "score explanation methods (deletion/insertion, Average Drop, ROAD, sanity)",
+    ),
+}
+
+
 def resolve_config_path(name: str) -> Path:
     """A config file path, or the name of one in ``configs/`` (with or without ``.toml``)."""
     path = Path(name)
@@ -65,7 +92,7 @@ def resolve_config_path(name: str) -> Path:
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train",
-        help="train a model from a config",
+        help=COMMANDS["train"].help,
         description="Train from a TOML config; any value can be overridden with --set KEY=VALUE.",
     )
     p.add_argument(
@@ -126,6 +153,7 @@ def check_unchanged(cfg: Any, saved: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from abn.checkpoint import CheckpointError
     from abn.train import ConfigError, ResumeError, TrainError, load_config, resolve_resume, train
     from abn.train.config import to_toml
 
@@ -157,9 +185,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "eval", help="top-1/top-5 error (or attribute accuracy) of a checkpoint"
-    )
+    p = subparsers.add_parser("eval", help=COMMANDS["eval"].help)
     p.add_argument("--model", required=True, metavar="CKPT", help="a .safetensors checkpoint")
     p.add_argument(
         "--baseline",
@@ -194,6 +220,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_eval(args: argparse.Namespace) -> int:
     import json
 
+    from abn.checkpoint import CheckpointError
     from abn.evaluate import evaluate_checkpoint, format_result, write_card_metrics
 
     if args.limit < 0 or args.batch_size < 1:
@@ -229,6 +256,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _compare_with_baseline(args: argparse.Namespace, run: Any) -> int:
     """Evaluate ``--baseline`` on the same images and print the comparison."""
+    from abn.checkpoint import CheckpointError
     from abn.evaluate import compare, evaluate_checkpoint, format_comparison, format_result
 
     try:
@@ -258,7 +286,7 @@ def check_device(name: str) -> None:
 
 
 def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("models", help="list the registered backbones and variants")
+    p = subparsers.add_parser("models", help=COMMANDS["models"].help)
     p.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'resnet*'")
     p.set_defaults(func=run_models)
     return p
@@ -281,14 +309,14 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def add_card_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("card", help="print a checkpoint's model card (JSON)")
+    p = subparsers.add_parser("card", help=COMMANDS["card"].help)
     p.add_argument("checkpoint", help="a .safetensors checkpoint")
     p.set_defaults(func=run_card)
     return p
 
 
 def run_card(args: argparse.Namespace) -> int:
-    from abn.checkpoint import card_json
+    from abn.checkpoint import CheckpointError, card_json
 
     try:
         print(card_json(args.checkpoint))
@@ -298,40 +326,29 @@ def run_card(args: argparse.Namespace) -> int:
     return 0
 
 
-def _optional_parsers(subparsers: Any) -> None:
-    """``data`` and ``explain`` come from their own modules, when those are present."""
-    for module, func in (
-        ("abn.cli_data", "add_data_parser"),
-        ("abn.explain.cli", "add_explain_parser"),
-        ("abn.metrics.cli", "add_scorecard_parser"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[func])
-        except ImportError:
-            continue
-        add = getattr(mod, func, None)
-        if add is not None:
-            add(subparsers)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser. With ``command``, only that sub-command's parser is built in full (its
+    module imported); the others are one help line each, so ``abn --help`` imports no torch."""
     parser = argparse.ArgumentParser(
         prog="abn", description="Attention Branch Networks: train, evaluate, explain."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    add_train_parser(sub)
-    add_eval_parser(sub)
-    add_models_parser(sub)
-    add_card_parser(sub)
-    _optional_parsers(sub)
+    for name, spec in COMMANDS.items():
+        if command is None or name == command:
+            module = (
+                sys.modules[__name__] if spec.module == __name__ else import_module(spec.module)
+            )
+            getattr(module, spec.adder)(sub)
+        else:
+            sub.add_parser(name, help=spec.help, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m abn``; returns the exit code."""
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None) or "")
     args = parser.parse_args(argv)
     args.argv = argv
     try:

@@ -15,12 +15,12 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from abn.data.errors import DataError
-
 
 def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``data`` (with ``prepare`` and ``info``) to an ``add_subparsers()`` object."""
-    data = subparsers.add_parser("data", help="prepare datasets and show what they are")
+    from abn.cli import COMMANDS
+
+    data = subparsers.add_parser("data", help=COMMANDS["data"].help)
     sub = data.add_subparsers(dest="data_command", metavar="{prepare,info}")
     sub.required = True
 
@@ -49,6 +49,7 @@ def _fail(message: str) -> None:
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Handler of ``data prepare``."""
+    from abn.data.errors import DataError
     from abn.data.prepare import prepare
 
     only = [n for n in args.only.split(",") if n.strip()] if args.only else None
@@ -70,6 +71,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     """Handler of ``data info``."""
+    from abn.data.errors import DataError
     from abn.data.registry import dataset_info, dataset_location, list_datasets
 
     if args.list or not args.name:

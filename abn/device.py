@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported when a device is resolved, not with the CLI's parser
+    import torch
 
 DEVICE_HELP = "auto (a GPU when one is visible, else the CPU), cpu, cuda or cuda:N"
 
@@ -13,6 +16,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     Raises ``ValueError`` for a name torch does not know, a device type other than CPU or CUDA,
     or a CUDA device on a machine without one.
     """
+    import torch
+
     if name == "auto":
         return (
             torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")

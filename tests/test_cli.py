@@ -284,3 +284,35 @@ def test_a_one_class_tree_is_refused_before_training(tmp_path: Path, capsys) -> 
     err = capsys.readouterr().err
     assert "imagefolder has 1 class (only): a classifier needs at least 2" in err
     assert "Traceback" not in err and not (tmp_path / "runs" / "mine" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["eval", "--help"],
+                                  ["data", "info", "--help"], []])  # fmt: skip
+def test_help_and_usage_errors_do_not_import_torch(argv: list[str]) -> None:
+    """The parser of one command imports that command's module only: ``abn --help`` is instant."""
+    code = (
+        "import sys\nfrom abn.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout + proc.stderr
+
+
+def test_every_command_builds_in_full() -> None:
+    from abn.cli import COMMANDS, build_parser
+
+    parser = build_parser()
+    for name in COMMANDS:
+        args = parser.parse_args(_minimal(name))
+        assert args.command == name and callable(args.func)
+
+
+def _minimal(name: str) -> list[str]:
+    return {
+        "train": ["train"], "eval": ["eval", "--model", "m"], "models": ["models"],
+        "card": ["card", "c"], "data": ["data", "info"],
+        "explain": ["explain", "--model", "m", "--images", "i", "--out", "o"],
+        "scorecard": ["scorecard", "--model", "m", "--out", "o"],
+    }[name]  # fmt: skip

@@ -36,9 +36,11 @@ CSV_FIELDS = (
 
 def add_explain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``explain`` sub-command (``args.func(args)`` runs it, returns exit code)."""
+    from abn.cli import COMMANDS
+
     p = subparsers.add_parser(
         "explain",
-        help="explain images with ABN / CAM / Grad-CAM maps",
+        help=COMMANDS["explain"].help,
         description="Write overlays (PNG), raw maps (NPY) and predictions.csv for images.",
     )
     p.add_argument("--model", required=True, help="checkpoint (.safetensors) from abn.save")

@@ -21,9 +21,11 @@ DEFAULT_ROLE = {"abn": "model", "abn-class": "model", "cam": "cam"}  # the rest:
 
 def add_scorecard_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``scorecard``; ``args.func(args)`` runs it and returns the exit code."""
+    from abn.cli import COMMANDS
+
     p = subparsers.add_parser(
         "scorecard",
-        help="score explanation methods (deletion/insertion, Average Drop, ROAD, sanity)",
+        help=COMMANDS["scorecard"].help,
         description=(
             "Each method explains its model's predicted class on the same images. "
             "abn/abn-class use --model, cam uses --cam, the Grad-CAM family --baseline; "
