@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,8 +39,22 @@ def test_unknown_precision_is_refused() -> None:
         resolve_precision("fp8", CPU)
 
 
-def test_native_bf16_matches_onednn_on_cpu_and_is_false_without_cuda() -> None:
-    assert native_bf16(CPU) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+
+
+def test_native_bf16_follows_the_cpus_vector_extensions_and_is_false_without_cuda() -> None:
+    """Checked against the kernel's CPU flags, not oneDNN's own answer: no AVX-512 at all (as on
+    an AVX2 machine) is never native; AVX512-BF16 or AMX-BF16 always is."""
+    flags = _cpu_flags()
+    if flags and not any(f.startswith("avx512") or f.startswith("amx") for f in flags):
+        assert native_bf16(CPU) is False
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        assert native_bf16(CPU) is True
     if not torch.cuda.is_available():
         assert native_bf16(torch.device("cuda")) is False
 

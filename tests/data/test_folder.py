@@ -100,7 +100,8 @@ def test_corrupt_image_names_file(tmp_path: Path) -> None:
     bad = root / "train" / "a" / "1.png"
     bad.write_bytes(bad.read_bytes()[:40])
     ds = ImageFolderDataset(root, "train")
-    ds[0]  # the good one still loads
+    image, target = ds[0]  # the good one still loads
+    assert image.dtype == torch.uint8 and image.shape[0] == 3 and target == 0
     with pytest.raises(ImageReadError) as info:
         ds[1]
     assert str(bad) in str(info.value)

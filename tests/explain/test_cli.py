@@ -57,7 +57,8 @@ def test_cli_rejects_unusable_method(tmp_path, checkpoint, capsys):
     assert code == 2 and "cam" in capsys.readouterr().err
     code = _main(["explain", "--model", str(tmp_path / "missing.safetensors"), "--images",
                   str(img), "--out", str(tmp_path / "o")])  # fmt: skip
-    assert code == 2
+    err = capsys.readouterr().err
+    assert code == 2 and "missing.safetensors" in err and "not found" in err
 
 
 def test_cli_checks_the_overlay_opacity_before_any_work(tmp_path, checkpoint, capsys):

@@ -41,6 +41,15 @@ def test_scorecard_writes_tables_and_summary(checkpoints, data_root, tmp_path, c
     assert table["deletion_auc"].between(0, 1).all() and table["insertion_auc"].between(0, 1).all()
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert (summary["n"] == 6).all()
+    # the summary is the table's per-method mean, with a Student-t 95% half-width
+    from scipy import stats
+
+    for method, rows in table.groupby("method"):
+        line = summary.set_index("method").loc[method]
+        for col in ("deletion_auc", "insertion_auc"):
+            assert line[col] == pytest.approx(rows[col].mean())
+            half = stats.t.ppf(0.975, 5) * rows[col].std(ddof=1) / 6**0.5
+            assert line[f"{col}_ci95"] == pytest.approx(half)
     out = capsys.readouterr().out
     assert "deletion_auc ↓" in out and "sanity abn (abn)" in out and "intervention inverted" in out
     checks = json.loads((tmp_path / "checks.json").read_text())
@@ -93,3 +102,16 @@ def test_scorecard_checks_its_arguments_before_any_work(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (out / "scorecard.csv").exists()
+
+
+def test_the_sample_follows_the_seed(checkpoints, data_root):
+    from abn.metrics.scorecard import sample_batches
+
+    card = abn.read_card(checkpoints["abn"])
+
+    def picked(seed: int) -> list[int]:
+        batches, n, _ = sample_batches(card, "cifar10", "test", 5, 2, seed, data_root)
+        return [int(i) for index, _, _ in batches() for i in index]
+
+    assert picked(1) == picked(1) and len(set(picked(1))) == 5
+    assert picked(1) != picked(2)

@@ -103,7 +103,10 @@ def test_sigkill_at_any_moment_then_resume_finishes(tmp_path: Path, data_root: P
 
     # 1. mid-write of the state: a random moment after the first checkpoint, then the instant
     # the next state's temp file shows up
-    delay, saved_at = random.uniform(0, 0.3), []
+    # a moment drawn from ABN_KILL_SEED (default 0), so a failing moment can be replayed
+    seed = int(os.environ.get("ABN_KILL_SEED", "0"))
+    delay, saved_at = random.Random(seed).uniform(0, 0.3), []
+    print(f"kill 1: {delay:.3f} s after the first state (ABN_KILL_SEED={seed})")
     mid_state = _writing(run, STATE_NAME, old=set())
 
     def writing_state_after_delay() -> bool:
