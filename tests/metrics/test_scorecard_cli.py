@@ -111,6 +111,7 @@ def test_the_sample_follows_the_seed(checkpoints, data_root):
 
     def picked(seed: int) -> list[int]:
         batches, n, _ = sample_batches(card, "cifar10", "test", 5, 2, seed, data_root)
+        assert n == 5
         return [int(i) for index, _, _ in batches() for i in index]
 
     assert picked(1) == picked(1) and len(set(picked(1))) == 5
