@@ -6,6 +6,7 @@ and widgets change the output, and bad inputs become readable error messages.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,31 @@ def test_switching_to_another_datasets_model_starts_its_gallery_afresh(
     assert_clean(at)
     assert not at.warning  # the old link (a CIFAR image) is not reported as unknown
     assert [s.value for s in at.subheader] == ["astronaut"]  # not an empty selection
+
+
+def test_an_image_tree_model_finds_its_tree_from_the_card(
+    app_env, no_data, tiny_cifar_root, tmp_path, monkeypatch
+):
+    """A model trained on the user's own tree (``imagefolder``): the gallery and the t-SNE read
+    the tree its card names (here its ``val`` split), with no data root set up."""
+    tree = tmp_path / "my-tree"
+    shutil.copytree(tiny_cifar_root / "cifar10" / "test", tree / "val")
+    folder = tmp_path / "tree-models"
+    folder.mkdir()
+    for variant in ("abn", "plain"):
+        make_checkpoint(folder, variant, "imagefolder", splits={"train": "train", "test": "val"},
+                        recipe={"recipe": "cifar", "data_root": str(tree)})  # fmt: skip
+    monkeypatch.setenv("ABN_ASSETS_DIR", str(folder))
+    at = run_page("pages/1_Inspect.py")
+    assert_clean(at)
+    assert at.subheader[0].value.startswith("val #")
+    emb = run_page("pages/3_Embeddings.py")
+    assert_clean(emb)
+    assert emb.selectbox(key="emb_split").value == "val"
+    emb.slider(key="emb_n").set_value(50).run()
+    emb.button[0].click().run()
+    assert_clean(emb)
+    assert len([e for e in emb.main if (e.key or "").startswith("tsne_")]) == 3
 
 
 def test_inspect_uploads_several_formats(app_env):
@@ -289,8 +315,18 @@ def test_embeddings_compute_then_cached(app_env, tiny_cifar):
     again.slider(key="emb_n").set_value(50).run()
     assert_clean(again)
     assert "From the disk cache." in again.caption.values
+    assert _trace_names(again) <= set(CIFAR10_CLASSES)  # coloured by class first
     again.radio(key="emb_colour").set_value("correctness").run()
     assert_clean(again)
+    assert _trace_names(again) and _trace_names(again) <= {"correct", "wrong"}
+
+
+def _trace_names(at: AppTest) -> set[str]:
+    """The legend entries of the first t-SNE panel."""
+    import json
+
+    chart = next(e for e in at.main if (e.key or "").startswith("tsne_"))
+    return {t.get("name") for t in json.loads(chart.proto.spec)["data"]}
 
 
 def test_embeddings_selection_shows_images_with_maps(app_env, tiny_cifar):
@@ -336,6 +372,18 @@ def test_faces_sorting_by_score(app_env):
     assert list(at.dataframe[0].value["attribute"]) == sorted(CELEBA_ATTRIBUTES)
 
 
+def test_faces_minimum_probability_filters_table_and_grid(app_env):
+    at = run_page("pages/4_Face_attributes.py")
+    scores = sorted(at.dataframe[0].value["P(present)"])
+    cut = (scores[9] + scores[10]) / 2  # between the 10th and 11th lowest: 30 stay
+    at.slider(key="face_min").set_value(round(cut, 2)).run()
+    assert_clean(at)
+    kept = at.dataframe[0].value["P(present)"]
+    assert (kept >= round(cut, 2)).all() and len(kept) == sum(v >= round(cut, 2) for v in scores)
+    assert 0 < len(kept) < 40
+    assert at.header[0].value == f"Attention maps ({len(kept)} of 40 attributes)"
+
+
 def test_faces_without_multitask_model(app_env, tmp_path, monkeypatch):
     folder = tmp_path / "assets"
     folder.mkdir()
@@ -377,6 +425,11 @@ def test_scorecard_one_image_curves_and_aucs(app_env):
     at.slider(key="sc_steps").set_value(8).run()
     assert_clean(at)
     assert not at.dataframe[0].value.equals(aucs)
+    at.multiselect(key="sc_family").set_value(["xgradcam"]).run()
+    assert_clean(at)
+    rows = set(at.dataframe[0].value.index)
+    assert any(r.startswith("XGrad-CAM") for r in rows)
+    assert not any(r.startswith(("Grad-CAM ·", "Grad-CAM++")) for r in rows)
 
 
 def test_scorecard_split_needs_a_dataset_then_scores_it(app_env, tiny_cifar):
