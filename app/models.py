@@ -37,8 +37,24 @@ class ModelRef:
 
     @property
     def label(self) -> str:
+        """What the card says the model is; :func:`labels` adds the file name where needed."""
         trained = "" if self.card.metrics else " (untrained)"
-        return f"{self.card.display_name}{trained} — {self.filename}"
+        return f"{self.card.display_name}{trained}"
+
+
+def labels(refs: list[ModelRef]) -> list[str]:
+    """Short, distinct picker labels: a model's own label, with its file name only where two
+    models would read the same (a narrow sidebar cuts long labels)."""
+    plain = [r.label for r in refs]
+    return [
+        f"{p} — {r.filename}" if plain.count(p) > 1 else p for p, r in zip(plain, refs, strict=True)
+    ]
+
+
+def describe(ref: ModelRef) -> str:
+    """One caption line under a picker: the file and the measured accuracy."""
+    acc = accuracy(ref.card)
+    return f"{ref.filename}" + (f" · {acc:.2f}% on its test split" if acc is not None else "")
 
 
 def is_multiclass(card: ModelCard) -> bool:
@@ -146,10 +162,12 @@ def model_picker(
     refs = [r for r in discover()[0] if accept(r.card)]
     if prefer:
         refs.sort(key=lambda r: not prefer(r.card))
-    options = [r.label for r in refs] + [CUSTOM]
+    options = [*labels(refs), CUSTOM]
     choice = st.selectbox(label, options, key=key)
     if choice != CUSTOM:
-        return refs[options.index(choice)]
+        ref = refs[options.index(choice)]
+        st.caption(describe(ref))
+        return ref
     ref = _custom_ref(key)
     return _check(ref, accept, needs) if ref else None
 
@@ -162,9 +180,13 @@ def companion_picker(
     if main is not None:
         same = [r for r in refs if r.card.dataset == main.card.dataset]
         refs = sorted(same, key=lambda r: r.card.arch != main.card.arch)
-    options = [r.label for r in refs] + ["(none)"]
+    options = [*labels(refs), "(none)"]
     choice = st.selectbox(label, options, key=key)
-    return None if choice == "(none)" else refs[options.index(choice)]
+    if choice == "(none)":
+        return None
+    ref = refs[options.index(choice)]
+    st.caption(describe(ref))
+    return ref
 
 
 def abn_with_baselines(

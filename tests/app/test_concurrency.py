@@ -157,7 +157,7 @@ def model_labels() -> list[str]:
     """The Inspect model picker's labels of the ABN, plain and CAM models."""
     at = AppTest.from_file(INSPECT, default_timeout=TIMEOUT).run()
     options = at.selectbox(key="inspect_model").options
-    return [next(o for o in options if f"_{v}_" in o) for v in ("abn", "plain", "cam")]
+    return [next(o for o in options if f" {v} · " in o) for v in ("abn", "plain", "cam")]
 
 
 def test_deep_link_preselects_and_follows_the_gallery(app_env, tiny_cifar):

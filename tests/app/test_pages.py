@@ -451,3 +451,17 @@ def test_scorecard_split_without_dataset_is_a_clear_message(app_env):
     at.button(key="sc_go").click().run()
     assert not at.exception
     assert "Dataset not available" in errors(at)
+
+
+def test_picker_labels_are_short_and_name_the_file_only_to_tell_models_apart(tmp_path):
+    from app import models
+
+    first = make_checkpoint(tmp_path, "abn")
+    shutil.copy(first, tmp_path / "my-abn.safetensors")
+    make_checkpoint(tmp_path, "plain")
+    refs = sorted(models.discover(tmp_path)[0], key=lambda r: (r.card.variant, r.filename))
+    assert models.labels(refs) == [
+        "resnet20 abn · cifar10 (untrained) — my-abn.safetensors",
+        "resnet20 abn · cifar10 (untrained) — resnet20_abn_cifar10.safetensors",
+        "resnet20 plain · cifar10 (untrained)",
+    ]
