@@ -156,6 +156,7 @@ def run_train(args: argparse.Namespace) -> int:
     from abn.checkpoint import CheckpointError
     from abn.train import ConfigError, ResumeError, TrainError, load_config, resolve_resume, train
     from abn.train.config import to_toml
+    from abn.train.state import check_not_shortened
 
     try:
         resume = resolve_resume(args.resume) if args.resume else None
@@ -169,6 +170,7 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = load_config(path, train_overrides(args))
         if resume:
             check_unchanged(cfg, load_config(path, []))
+            check_not_shortened(resume, cfg.epochs)
     except (ConfigError, ResumeError) as exc:
         raise UsageError(str(exc)) from None
     if args.print_config:

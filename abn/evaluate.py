@@ -241,15 +241,17 @@ def _preview(names: list[str], n: int = 4) -> str:
 
 
 def card_data_root(card, data: str | None = None) -> str | None:
-    """The data root ``card``'s model was trained from, when ``data`` is its dataset (or
-    ``None``) and that folder is here; else ``None`` (the default data root).
+    """The tree an ``imagefolder`` model was trained from, as its card records it, when ``data``
+    is its dataset (or ``None``); else ``None``. So ``abn eval`` finds a user's own tree again
+    without ``--data-root`` (and a moved tree is named in the error). Registered datasets keep
+    the usual data root (``--data-root``, else ``$ABN_DATA_ROOT`` or ``./data``)."""
+    from abn.data import is_tree
 
-    An ``imagefolder`` model's root is its tree, so ``abn eval`` finds the data again without
-    ``--data-root``."""
+    name = data or card.dataset
     recorded = str((card.recipe or {}).get("data_root") or "")
-    if not recorded or (data and data != card.dataset):
+    if not recorded or not name or name != card.dataset or not is_tree(name):
         return None
-    return recorded if Path(recorded).expanduser().is_dir() else None
+    return str(Path(recorded).expanduser())
 
 
 def evaluation_data(

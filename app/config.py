@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from abn.card import ModelCard
-from abn.data import default_data_root
+from abn.data import default_data_root, is_tree
 from abn.evaluate import card_data_root
 
 ASSETS_ENV = "ABN_ASSETS_DIR"
@@ -24,7 +24,10 @@ def data_root() -> Path:
     return default_data_root()
 
 
-def card_root(card: ModelCard) -> Path:
-    """Where ``card``'s dataset is read from: the folder it was trained from when that is here
-    (an ``imagefolder`` model's tree), else :func:`data_root`."""
-    return Path(card_data_root(card) or data_root())
+def card_root(card: ModelCard) -> Path | None:
+    """Where ``card``'s dataset is read from: :func:`data_root`, or for a model of the user's
+    own tree (``imagefolder``) the tree its card records (``None`` if it records none)."""
+    if card.dataset and is_tree(card.dataset):
+        tree = card_data_root(card)
+        return Path(tree) if tree else None
+    return data_root()

@@ -94,10 +94,11 @@ def eval_split(card: ModelCard) -> str:
 
 def gallery(card: ModelCard | None, faces: bool = False) -> tuple[list[Picked], str]:
     """The gallery for ``card``'s dataset when present, else bundled sample photos."""
-    if card is not None and card.dataset:
+    root = card_root(card) if card is not None and card.dataset else None
+    if card is not None and root is not None:
         try:
             split = eval_split(card)
-            items = _dataset_gallery(card.dataset, split, str(card_root(card)))
+            items = _dataset_gallery(card.dataset, split, str(root))
             return [
                 Picked(name, read_image(data, name=name), label or None)
                 for name, data, label in items

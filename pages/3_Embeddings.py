@@ -29,10 +29,11 @@ if abn_ref is None:
 
 card = abn_ref.card
 root = card_root(card)
-if not card.dataset or not dataset_location(card.dataset, root).is_dir():
+if not card.dataset or root is None or not dataset_location(card.dataset, root).is_dir():
+    where = f"not found under `{root}`" if root else "not recorded in its card"
     st.warning(
         f"**No dataset here.** This model was trained on `{card.dataset or 'an unnamed dataset'}`"
-        f", which was not found under `{root}`.\n\n{DATA_HINT}",
+        f", {where}.\n\n{DATA_HINT}",
         icon=":material/dataset:",
     )
     st.stop()

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from abn.data import DataError
 from abn.metrics.scorecard import LABELS, summarize
 from app import compute, layout
 from app.config import card_root
@@ -124,8 +125,9 @@ with split:
             def progress(done: int, total: int, label: str) -> None:
                 bar.progress(min(done / max(total, 1), 1.0), f"{label}: batch {done}/{total}")
 
-            table = compute.split_scores(
-                cells, test_split, n, steps, str(card_root(abn_ref.card)), progress
-            )
+            root = card_root(abn_ref.card)
+            if root is None:
+                raise DataError(f"{abn_ref.card.dataset}: the model's card records no data root")
+            table = compute.split_scores(cells, test_split, n, steps, str(root), progress)
             bar.empty()
             show_split(cells, summarize(table), table)

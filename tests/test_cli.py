@@ -115,6 +115,8 @@ def test_resuming_an_unwritable_run_folder_fails_early_as_any_user(
     assert main(argv) == 0
     run = tmp_path / "ro"
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    assert main(["train", "--resume", str(run), "--epochs", "1"]) == 2  # not shortened
+    assert "has trained 2 epochs: resume with --epochs >= 2" in capsys.readouterr().err
     real = Path.write_bytes
 
     def refuse(self: Path, data: bytes) -> int:
@@ -198,6 +200,7 @@ def test_a_run_is_never_overwritten_and_resuming_keeps_its_identity(
         assert main(["train", "--resume", run, *changes]) == 2
         assert f"{named} cannot change when resuming" in capsys.readouterr().err
     assert main(["train", "--resume", run, "--epochs", "0"]) == 2  # the config's own check
+    capsys.readouterr()
     assert final.read_bytes() == before
 
 
@@ -257,21 +260,22 @@ def test_own_tree_with_val_split_trains_and_evaluates_without_repeating_flags(
     """A user's ``train/`` + ``val/`` tree: training tests on ``val``; ``eval`` finds the tree
     and the split from the card; with 3 classes no (always 0%) top-5 column is shown."""
     tree = _tree(tmp_path / "tree", {"train": 4, "val": 2}, ("ant", "bee", "cow"))
-    assert main(_folder_run(tree, tmp_path / "runs")) == 0
-    model = tmp_path / "runs" / "mine" / "final.safetensors"
-    card = read_card(model)
-    assert card.splits == {"train": "train", "test": "val"}
-    assert "imagefolder/val" in card.metrics
-    capsys.readouterr()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     cwd = os.getcwd()
-    os.chdir(elsewhere)  # not where the tree is: the card says where
-    try:
-        assert main(["eval", "--model", str(model), "--workers", "0", "--json"]) == 0
+    os.chdir(tmp_path)
+    try:  # trained with the tree's path relative to here ...
+        assert main(_folder_run(Path("tree"), tmp_path / "runs")) == 0
+        os.chdir(elsewhere)  # ... evaluated from elsewhere: the card holds the absolute path
+        assert main(["eval", "--model", str(tmp_path / "runs" / "mine" / "final.safetensors"),
+                     "--workers", "0", "--json"]) == 0  # fmt: skip
     finally:
         os.chdir(cwd)
-    record = json.loads(capsys.readouterr().out)
+    model = tmp_path / "runs" / "mine" / "final.safetensors"
+    card = read_card(model)
+    assert card.splits == {"train": "train", "test": "val"}
+    assert "imagefolder/val" in card.metrics and card.recipe["data_root"] == str(tree)
+    record = json.loads(capsys.readouterr().out)  # the quiet run printed nothing
     assert record["n"] == 6 and "per_top1_err" in record and "per_top5_err" not in record
     assert main(["eval", "--model", str(model), "--workers", "0"]) == 0
     out = capsys.readouterr().out

@@ -25,6 +25,7 @@ from abn.data.registry import (
     dataset_info,
     dataset_location,
     evaluation_split,
+    is_tree,
     list_datasets,
     register_dataset,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "default_packs_dir",
     "evaluation_split",
     "is_image_file",
+    "is_tree",
     "list_datasets",
     "load_into_memory",
     "prepare",

@@ -43,7 +43,7 @@ from abn.data.paths import resolve_root
 from abn.data.registry import build_dataset, dataset_info
 from abn.data.transforms import RESIZED_CROP_RATIO, as_size, check_resized_crop, resize_size
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: high-bit-depth images scaled by bit depth
 Fit = Literal["resize", "crop"]
 
 
@@ -248,13 +248,14 @@ def _try_write_cache(
     """Write the cache; a read-only data root or a full disk only costs the next run's decode."""
     try:
         _write_cache(path, images, targets, fingerprint)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
         for tmp in (
             path.parent.glob(f"{path.stem}.tmp{os.getpid()}") if path.parent.is_dir() else ()
         ):
             tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
         warnings.warn(
-            f"cannot cache the decoded images at {path} ({exc.strerror or exc}); going on "
+            f"cannot cache the decoded images at {path} ({reason}); going on "
             "without the cache (the next run decodes them again)",
             stacklevel=3,
         )

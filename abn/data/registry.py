@@ -290,10 +290,19 @@ def _tree_splits(info: DatasetInfo, tree: Path) -> DatasetInfo:
     return replace(info, splits=found, eval_split=evals[0] if evals else info.eval_split)
 
 
+def is_tree(name: str) -> bool:
+    """Whether ``name``'s root is the user's tree itself (``imagefolder``), not a data root."""
+    return _entry(name)[0].folder is None
+
+
 def evaluation_split(
     dataset: str, named: str | None = None, root: str | os.PathLike[str] | None = None
 ) -> str:
-    """``named`` (e.g. a model card's test split) when ``dataset`` has it, else its eval split."""
+    """``named`` (e.g. a model card's test split) when ``dataset`` has it, else its eval split.
+    A tree's splits are its own folders, so there ``named`` is taken as given (a missing folder
+    is then reported by name when read)."""
+    if named and is_tree(dataset):
+        return named
     info = dataset_info(dataset, root)
     return named if named in info.splits else info.eval_split
 

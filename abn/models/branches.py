@@ -86,15 +86,24 @@ class MultiTaskAttentionBranch(nn.Module):
 
 
 class PerceptionBranch(nn.Module):
-    """The rest of the backbone (``body``) and its classifier (``head``)."""
+    """The rest of the backbone (``body``) and its classifier (``head``).
+
+    ``entry`` (an identity) marks the branch's input, g'(x) in ABN and g(x) otherwise, as a
+    module that hooks can reach (the Grad-CAM layer where ``body`` has no convolutions).
+    """
 
     def __init__(self, body: nn.Module, head: nn.Module) -> None:
         super().__init__()
+        self.entry = nn.Identity()
         self.body = body
         self.head = head
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The body's output for the branch's input ``x`` (before the classifier)."""
+        return self.body(self.entry(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.features(x))
 
 
 class CamHead(nn.Module):

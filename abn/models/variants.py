@@ -43,12 +43,13 @@ class _Zoo(nn.Module):
 
     def default_target_layer(self) -> nn.Module:
         """The layer the Grad-CAM family explains by default: the perception branch's body, or
-        g(x) where that body holds no convolutions (VGG: only pool5, whose 7×7 output is
-        coarser than conv5_3's 14×14, the layer Grad-CAM uses for VGG)."""
-        body = self.perception_branch.body
-        if any(isinstance(m, nn.Conv2d) for m in body.modules()):
-            return body
-        return self.feature_extractor
+        the branch's input where that body holds no convolutions (VGG: only pool5, whose 7×7
+        output is coarser than conv5_3's 14×14, the layer Grad-CAM uses for VGG): g'(x) in
+        ABN, after the attention map is applied, and g(x) in the other variants."""
+        branch = self.perception_branch
+        if any(isinstance(m, nn.Conv2d) for m in branch.body.modules()):
+            return branch.body
+        return branch.entry
 
     @property
     def num_outputs(self) -> int:
@@ -136,7 +137,7 @@ class CAM(_Zoo):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         g = self.feature_extractor(x)
-        maps = self.perception_branch.head.conv(self.perception_branch.body(g))
+        maps = self.perception_branch.head.conv(self.perception_branch.features(g))
         return ModelOutput(logits=maps.mean(dim=(2, 3)), class_maps=maps, features=g)
 
 
@@ -193,10 +194,10 @@ class MultiTaskABN(_Zoo):
         return ModelOutput(logits=logits, att_logits=att_logits, attention=maps, features=g)
 
     def _perceive(self, flat: torch.Tensor) -> torch.Tensor:
-        body = self.perception_branch.body
+        features = self.perception_branch.features
         if self.chunk_size <= 0 or flat.shape[0] <= self.chunk_size:
-            return body(flat)
-        return torch.cat([body(part) for part in flat.split(self.chunk_size)])
+            return features(flat)
+        return torch.cat([features(part) for part in flat.split(self.chunk_size)])
 
     def perceive_looped(self, x: torch.Tensor) -> torch.Tensor:
         """Reference implementation: one perception pass per task in a Python loop (B×T×2)."""
@@ -205,7 +206,7 @@ class MultiTaskABN(_Zoo):
         head = self.perception_branch.head
         outs = []
         for t in range(maps.shape[1]):
-            feats = self.perception_branch.body(
+            feats = self.perception_branch.features(
                 apply_attention(g, maps[:, t : t + 1], self.mechanism)
             )
             pooled = feats.mean(dim=(2, 3))

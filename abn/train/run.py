@@ -47,8 +47,8 @@ from .optim import build_optimizer, set_lr
 from .state import (
     STATE_NAME,
     WEIGHTS_NAME,
-    ResumeError,
     ResumePaths,
+    check_not_shortened,
     load_state,
     model_state,
     remove_stale_temp_files,
@@ -251,9 +251,14 @@ def make_card(cfg: TrainConfig, model: nn.Module, data: DataBundle, **fields: An
         std=tuple(info.std),
         dataset=info.name,
         splits={"train": data.train_split, "test": data.test_split},
-        recipe={**cfg.to_dict(), "recipe": info.recipe},
+        # the data root as an absolute path: an image tree is found again from anywhere
+        recipe={**cfg.to_dict(), "recipe": info.recipe, "data_root": _absolute(cfg.data_root)},
         **fields,
     )
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().resolve()) if path else ""
 
 
 def _training_info(
@@ -327,11 +332,7 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start_epoch, elapsed = int(state["epoch"]), float(state.get("elapsed", 0.0))
-        if cfg.epochs < start_epoch:
-            raise ResumeError(
-                f"{run_dir} has trained {start_epoch} epochs: resume with --epochs >= "
-                f"{start_epoch} (a run is not shortened after the fact)"
-            )
+        check_not_shortened(resume, cfg.epochs, state)
         stats = [EpochStats(**s) for s in state.get("stats", [])]
         del state  # its copy of the weights and optimizer
     model: nn.Module = raw

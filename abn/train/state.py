@@ -111,6 +111,19 @@ def resolve_resume(target: str | Path) -> ResumePaths:
     return paths
 
 
+def check_not_shortened(
+    paths: ResumePaths, epochs: int, state: dict[str, Any] | None = None
+) -> None:
+    """Refuse resuming a run that has trained more than ``epochs`` epochs (its card would then
+    misstate what was trained)."""
+    done = int((state if state is not None else load_state(paths.state))["epoch"])
+    if epochs < done:
+        raise ResumeError(
+            f"{paths.run_dir} has trained {done} epochs: resume with --epochs >= {done} "
+            "(a run is not shortened after the fact)"
+        )
+
+
 def _check_spec(model: nn.Module, saved: ModelSpec, source: Path) -> None:
     if saved != model.spec:
         raise ResumeError(

@@ -166,6 +166,15 @@ def test_an_image_tree_model_finds_its_tree_from_the_card(
     emb.button[0].click().run()
     assert_clean(emb)
     assert len([e for e in emb.main if (e.key or "").startswith("tsne_")]) == 3
+    # the tree moved away: a clear note on each page, never a crash
+    shutil.move(tree, tmp_path / "moved")
+    emb = run_page("pages/3_Embeddings.py")
+    assert not emb.exception
+    assert any(f"not found under `{tree}`" in w.value for w in emb.warning)
+    assert_clean(run_page("pages/1_Inspect.py"))  # (the gallery read before stays cached)
+    sc = run_page("pages/5_Scorecard.py")
+    sc.button(key="sc_go").click().run()
+    assert not sc.exception and str(tree) in errors(sc)
 
 
 def test_inspect_uploads_several_formats(app_env):

@@ -119,6 +119,26 @@ def test_an_unwritable_cache_folder_costs_only_the_cache(tmp_path: Path) -> None
     assert (tmp_path / ".cache").read_text() == "not a folder"
 
 
+def test_a_full_disk_costs_only_the_cache(tmp_path: Path, monkeypatch) -> None:
+    """torch.save reports a full disk as RuntimeError: warned, no temp file left behind."""
+    import abn.data.memory as memory
+
+    tree = tmp_path / "tree"
+    for cls in ("a", "b"):
+        (tree / "train" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tree / "train" / cls / "0.png")
+
+    def full(obj, path) -> None:
+        Path(path).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+
+    monkeypatch.setattr(memory.torch, "save", full)
+    kw = {"root": tmp_path, "cache_name": "mine", "progress": False}
+    with pytest.warns(UserWarning, match=r"cannot cache .*enforce fail"):
+        mem = load_into_memory(build_dataset("imagefolder", "train", root=tree), **kw)
+    assert len(mem) == 2 and not list((tmp_path / ".cache" / "memory").iterdir())
+
+
 # --- DeviceBatches ----------------------------------------------------------------------------
 
 

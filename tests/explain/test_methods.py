@@ -40,7 +40,8 @@ def test_every_method_gives_maps_in_range(name, kw, size, variant, make_model):
 @pytest.mark.parametrize(("name", "kw", "size"), FAMILIES, ids=[f[0] for f in FAMILIES])
 def test_gradcam_default_layer(name, kw, size, variant, make_model):
     """Grad-CAM explains the perception branch's last stage; VGG's perception body is only
-    pool5, so there it explains conv5_3 (g(x), as fine as ABN's map) instead of 2× coarser."""
+    pool5, so there it explains the branch's input (conv5_3's 14×14, as fine as ABN's map)
+    instead of 2× coarser."""
     model = make_model(name, variant, **kw)
     x = torch.randn(1, 3, size, size)
     res = explain(model, x, "gradcam")
@@ -48,6 +49,9 @@ def test_gradcam_default_layer(name, kw, size, variant, make_model):
         g = model.feature_extractor(x)
         explained = g if name == "vgg16_bn" else model.perception_branch.body(g)
     assert tuple(res.raw.shape[-2:]) == tuple(explained.shape[-2:])
+    # on VGG the branch's input: g'(x) = (1 + M)·g(x) in ABN, after the map is applied
+    layer = get_explainer("gradcam", model).layer_name
+    assert layer == ("perception_branch.entry" if name == "vgg16_bn" else "perception_branch.body")
 
 
 @pytest.mark.parametrize("method", ["scorecam", "ablationcam"])

@@ -14,6 +14,8 @@ from abn.evaluate import evaluate_checkpoint, format_result, write_card_metrics
 from abn.models import create
 from abn.train.data import deterministic_subset
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _checkpoint(tmp_path: Path, variant: str, num: int, dataset: str, **card) -> Path:
     torch.manual_seed(1)
@@ -135,3 +137,21 @@ def test_a_dataset_with_other_classes_is_refused(tmp_path: Path, data_root: Path
         path = _checkpoint(tmp_path, "abn", 10, "cifar10", input_size=(32, 32), class_names=names)
         with pytest.raises(ValueError, match=f"classes are {what} from the model's"):
             evaluate_checkpoint(path, limit=8, workers=0, device="cpu", data_root=str(data_root))
+
+
+def test_a_recorded_data_root_is_used_only_for_image_trees(tmp_path) -> None:
+    """An image tree is found from the card; a registered dataset is read from the data root
+    (``--data-root``, ``$ABN_DATA_ROOT``), never from where it happened to be at training."""
+    from dataclasses import replace
+
+    from abn.evaluate import card_data_root, evaluation_data
+
+    card = read_card(REPO / "assets" / "cifar10-resnet20-abn.safetensors")
+    assert card_data_root(replace(card, recipe={"data_root": str(tmp_path)})) is None
+    tree = replace(card, dataset="imagefolder", splits={"test": "val"},
+                   recipe={"data_root": str(tmp_path / "gone")})  # fmt: skip
+    assert card_data_root(tree) == str(tmp_path / "gone")  # named in the error if moved
+    assert card_data_root(tree, "cifar10") is None
+    assert evaluation_data(tree) == ("imagefolder", "val", str(tmp_path / "gone"))
+    assert evaluation_data(tree, data_root="/mine") == ("imagefolder", "val", "/mine")
+    assert evaluation_data(card, split="train")[1:] == ("train", None)
