@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
@@ -168,12 +169,35 @@ def _folder_batches(
     return batches, len(ds), total
 
 
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of item ``index``'s augmentation in epoch ``epoch`` of a run seeded ``seed``."""
+    state = np.random.SeedSequence([int(seed), int(epoch), int(index), 1])
+    return int(state.generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
+
+
+class SeededItems(Dataset):
+    """``ds`` whose items draw their random augmentation from ``(seed, epoch, index)`` alone, so
+    an epoch's images are the same whatever the number of workers or processes (and a run
+    resumed with other ``workers`` goes on exactly). The caller's RNG is left as it was."""
+
+    def __init__(self, ds: Dataset, seed: int) -> None:
+        self.ds, self.seed, self.epoch = ds, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed(self.seed, self.epoch, index))
+            return self.ds[index]
+
+
 class LoaderBatches(EpochState):
     """A ``DataLoader`` (workers, pinned memory, per-rank sampler) whose batches land on ``device``.
 
-    The order and the workers' augmentation seeds of epoch ``e`` derive from ``(seed, e)`` (and
-    the process's rank: each process augments its own images with its own draws). Evaluation
-    shards the split without padding, so every image counts once.
+    The order of epoch ``e`` derives from ``(seed, e)``, and each training image's augmentation
+    from ``(seed, e, index)`` (:class:`SeededItems`), whatever the workers or processes.
+    Evaluation shards the split without padding, so every image counts once.
     """
 
     def __init__(
@@ -189,6 +213,8 @@ class LoaderBatches(EpochState):
     ) -> None:
         self.device, self.seed, self.epoch, self.channels_last = device, seed, 0, channels_last
         self.rank = dist.rank if dist.enabled else 0
+        self.items = SeededItems(ds, seed) if train else None
+        ds = self.items or ds
         self.generator = torch.Generator()  # workers' seeds: each process its own
         self.sampler: Any = None
         if dist.enabled and train:
@@ -214,6 +240,8 @@ class LoaderBatches(EpochState):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.generator.manual_seed(epoch_seed(self.seed, self.epoch, self.rank))
+        if self.items is not None:  # read by the workers this iteration starts
+            self.items.epoch = self.epoch
         if isinstance(self.sampler, DistributedSampler):
             self.sampler.set_epoch(self.epoch)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

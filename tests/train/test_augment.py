@@ -62,3 +62,37 @@ def test_an_image_folder_of_small_images_trains_with_the_cifar_recipe(tmp_path) 
     result = train(load_config(None, [*overrides, 'name="small"']))
     card = read_card(result.final)
     assert card.recipe["recipe"] == "cifar" and recipe_for(card) == "cifar"
+
+
+class _Draws:
+    """Item i: (a random draw, as an augmentation makes, and i)."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int):
+        import torch
+
+        return torch.rand(()), i
+
+
+def test_folder_augmentation_does_not_depend_on_the_workers() -> None:
+    """Each image's random draws come from (seed, epoch, index): the same batches with 0 or 2
+    worker processes, new draws each epoch, and the caller's RNG untouched."""
+    import torch
+
+    from abn.train.data import LoaderBatches
+    from abn.train.distributed import DistInfo
+
+    def epoch(workers: int, e: int) -> list[tuple[float, int]]:
+        loader = LoaderBatches(_Draws(), 4, True, torch.device("cpu"), workers, 0, DistInfo())
+        loader.set_epoch(e)
+        return [(float(v), int(i)) for x, y in loader for v, i in zip(x, y, strict=True)]
+
+    torch.manual_seed(5)
+    before = torch.rand(3)
+    torch.manual_seed(5)
+    first = epoch(0, 0)
+    assert torch.equal(torch.rand(3), before)  # the training RNG (dropout) is not disturbed
+    assert first == epoch(2, 0)
+    assert epoch(2, 1) != first and sorted(i for _, i in first) == list(range(12))

@@ -123,3 +123,17 @@ def test_a_run_is_not_shortened_on_resume(tiny_config) -> None:
             resume=resolve_resume(full.run_dir),
         )
     assert full.final.read_bytes() == before and read_card(full.final).training["epochs"] == 2
+
+
+def test_a_folder_loader_run_resumed_with_other_workers_ends_the_same(tiny_config) -> None:
+    """Augmentation draws follow the images, not the worker processes: resuming with
+    ``workers=2`` what ran with 0 ends bitwise equal to the uninterrupted run."""
+    kw = {"limit_train": 32, "limit_test": 8, "batch_size": 16, "loader": "folder"}
+    full = train(tiny_config(name="full-folder", **kw))
+    cfg = tiny_config(name="cut-folder", **kw)
+    with pytest.raises(Interrupt):
+        train(cfg, on_epoch_end=_stop_after_first_epoch)
+    more = load_config(cfg.run_dir() / "config.toml", ["workers=2"])
+    resumed = train(more, resume=resolve_resume(cfg.run_dir()))
+    a, b = load_file(full.final), load_file(resumed.final)
+    assert all(torch.equal(a[k], b[k]) for k in a)
