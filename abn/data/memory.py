@@ -326,10 +326,10 @@ def _decode_all(
     return images, torch.cat(targets)
 
 
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """A well-mixed 63-bit seed for epoch ``epoch`` of a run seeded with ``seed`` (for process
-    ``rank`` > 0 of a distributed run, another one per process)."""
-    entropy = [int(seed), int(epoch)] + ([int(rank)] if rank else [])
+def epoch_seed(seed: int, epoch: int, *stream: int) -> int:
+    """A well-mixed 63-bit seed for epoch ``epoch`` of a run seeded with ``seed``; ``stream``
+    (e.g. an image's index) picks an independent seed within the epoch."""
+    entropy = [int(seed), int(epoch), *map(int, stream)]
     state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
     return int(state) & ((1 << 63) - 1)
 

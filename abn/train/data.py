@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
@@ -169,12 +168,6 @@ def _folder_batches(
     return batches, len(ds), total
 
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of item ``index``'s augmentation in epoch ``epoch`` of a run seeded ``seed``."""
-    state = np.random.SeedSequence([int(seed), int(epoch), int(index), 1])
-    return int(state.generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
-
-
 class SeededItems(Dataset):
     """``ds`` whose items draw their random augmentation from ``(seed, epoch, index)`` alone, so
     an epoch's images are the same whatever the number of workers or processes (and a run
@@ -188,7 +181,7 @@ class SeededItems(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed(self.seed, self.epoch, index))
+            torch.manual_seed(epoch_seed(self.seed, self.epoch, index))
             return self.ds[index]
 
 
@@ -212,10 +205,9 @@ class LoaderBatches(EpochState):
         channels_last: bool = False,
     ) -> None:
         self.device, self.seed, self.epoch, self.channels_last = device, seed, 0, channels_last
-        self.rank = dist.rank if dist.enabled else 0
         self.items = SeededItems(ds, seed) if train else None
         ds = self.items or ds
-        self.generator = torch.Generator()  # workers' seeds: each process its own
+        self.generator = torch.Generator()
         self.sampler: Any = None
         if dist.enabled and train:
             self.sampler = DistributedSampler(
@@ -239,7 +231,7 @@ class LoaderBatches(EpochState):
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.generator.manual_seed(epoch_seed(self.seed, self.epoch, self.rank))
+        self.generator.manual_seed(epoch_seed(self.seed, self.epoch))
         if self.items is not None:  # read by the workers this iteration starts
             self.items.epoch = self.epoch
         if isinstance(self.sampler, DistributedSampler):

@@ -74,13 +74,14 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_state(path: str | Path) -> dict[str, Any]:
-    """Read a training-state file without executing code (``weights_only=True``)."""
+def load_state(path: str | Path, lazy: bool = False) -> dict[str, Any]:
+    """Read a training-state file without executing code (``weights_only=True``); ``lazy``
+    maps its tensors from the file instead of reading them (to look at its bookkeeping)."""
     path = Path(path)
     if not path.is_file():
         raise ResumeError(f"training state not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=lazy)
     except Exception as exc:  # corrupt, truncated, or holds objects we refuse to unpickle
         raise ResumeError(f"{path}: not a readable training state: {exc}") from None
     if not isinstance(state, dict) or state.get("version") not in READABLE_VERSIONS:
@@ -116,7 +117,7 @@ def check_not_shortened(
 ) -> None:
     """Refuse resuming a run that has trained more than ``epochs`` epochs (its card would then
     misstate what was trained)."""
-    done = int((state if state is not None else load_state(paths.state))["epoch"])
+    done = int((state if state is not None else load_state(paths.state, lazy=True))["epoch"])
     if epochs < done:
         raise ResumeError(
             f"{paths.run_dir} has trained {done} epochs: resume with --epochs >= {done} "
