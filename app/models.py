@@ -162,11 +162,8 @@ def model_picker(
     refs = [r for r in discover()[0] if accept(r.card)]
     if prefer:
         refs.sort(key=lambda r: not prefer(r.card))
-    options = [*labels(refs), CUSTOM]
-    choice = st.selectbox(label, options, key=key)
-    if choice != CUSTOM:
-        ref = refs[options.index(choice)]
-        st.caption(describe(ref))
+    ref = _pick(label, refs, CUSTOM, key)
+    if ref is not None:
         return ref
     ref = _custom_ref(key)
     return _check(ref, accept, needs) if ref else None
@@ -180,9 +177,15 @@ def companion_picker(
     if main is not None:
         same = [r for r in refs if r.card.dataset == main.card.dataset]
         refs = sorted(same, key=lambda r: r.card.arch != main.card.arch)
-    options = [*labels(refs), "(none)"]
+    return _pick(label, refs, "(none)", key)
+
+
+def _pick(label: str, refs: list[ModelRef], other: str, key: str) -> ModelRef | None:
+    """A selectbox of ``refs`` and ``other``; the chosen model (captioned), or ``None`` for
+    ``other``."""
+    options = [*labels(refs), other]
     choice = st.selectbox(label, options, key=key)
-    if choice == "(none)":
+    if choice == other:
         return None
     ref = refs[options.index(choice)]
     st.caption(describe(ref))

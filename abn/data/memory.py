@@ -238,8 +238,12 @@ def _write_cache(path: Path, images: torch.Tensor, targets: torch.Tensor, finger
         "images": images,
         "targets": targets,
     }
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a kill: no half-written file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _try_write_cache(
@@ -249,10 +253,6 @@ def _try_write_cache(
     try:
         _write_cache(path, images, targets, fingerprint)
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
-        for tmp in (
-            path.parent.glob(f"{path.stem}.tmp{os.getpid()}") if path.parent.is_dir() else ()
-        ):
-            tmp.unlink(missing_ok=True)
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
         warnings.warn(
             f"cannot cache the decoded images at {path} ({reason}); going on "
