@@ -20,8 +20,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from abn.models.output import ModelOutput
@@ -220,6 +218,9 @@ def _capture(
     targets: torch.Tensor | None,
     task: int | None,
 ):
+    from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     needs_grad = any(e.uses_gradients for e in group)
     start = time.perf_counter()
     with borrowed_replica(model) as replica, unchunked(replica):

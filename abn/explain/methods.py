@@ -10,24 +10,44 @@ from __future__ import annotations
 
 import types
 from functools import cache, partial
-from typing import ClassVar
+from types import ModuleType
+from typing import TYPE_CHECKING, ClassVar
 
-import pytorch_grad_cam as pgc
-import pytorch_grad_cam.ablation_cam
-import pytorch_grad_cam.score_cam
 import torch
-import tqdm
-from pytorch_grad_cam.ablation_layer import AblationLayer
-from pytorch_grad_cam.base_cam import BaseCAM
 from torch import nn
 
 from .base import Explainer, Pass, pick, register_method
 
-# Score-CAM and Ablation-CAM draw a progress bar per image batch, which floods the terminal and
-# the server log; callers (the CLI, the scorecard, the app) show progress of their own.
-_SILENT_TQDM = types.SimpleNamespace(tqdm=partial(tqdm.tqdm, disable=True))
-for _module in (pytorch_grad_cam.score_cam, pytorch_grad_cam.ablation_cam):
-    _module.tqdm = _SILENT_TQDM
+if TYPE_CHECKING:
+    from pytorch_grad_cam.base_cam import BaseCAM
+
+
+@cache
+def grad_cam_library() -> ModuleType:
+    """``pytorch_grad_cam``, imported on first use: it pulls in scikit-learn and OpenCV (about
+    5 s on a 2-core CPU), which ABN's and CAM's own maps, and ``--help``, never need."""
+    import pytorch_grad_cam
+    import pytorch_grad_cam.ablation_cam
+    import pytorch_grad_cam.score_cam
+    import tqdm
+
+    # Score-CAM and Ablation-CAM draw a progress bar per image batch, which floods the terminal
+    # and the server log; callers (the CLI, the scorecard, the app) show progress of their own.
+    silent = types.SimpleNamespace(tqdm=partial(tqdm.tqdm, disable=True))
+    for module in (pytorch_grad_cam.score_cam, pytorch_grad_cam.ablation_cam):
+        module.tqdm = silent
+    return pytorch_grad_cam
+
+
+class LibraryClass:
+    """A pytorch-grad-cam class by name, resolved on first access (from the class or from an
+    instance), so registering the family costs no import."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type) -> type[BaseCAM]:
+        return getattr(grad_cam_library(), self.name)
 
 
 @register_method
@@ -86,6 +106,7 @@ class GradCamFamily(Explainer):
     """A pytorch-grad-cam method on the perception branch's logits, on any model."""
 
     from_forward = False
+    #: pytorch-grad-cam's class (a :class:`LibraryClass` in each method).
     cam_class: ClassVar[type[BaseCAM]]
     #: needs the backward pass (gradient-free methods are computed from activations/scores).
     uses_gradients: ClassVar[bool] = True
@@ -108,27 +129,27 @@ def _low_res(cam_class: type[BaseCAM]) -> type[BaseCAM]:
     )
 
 
-def _family(name: str, cam_class: type[BaseCAM], uses_gradients: bool = True, doc: str = ""):
+def _family(name: str, cam_class: str, uses_gradients: bool = True, doc: str = ""):
     cls = type(
-        cam_class.__name__ + "Explainer",
+        cam_class + "Explainer",
         (GradCamFamily,),
         {
             "name": name,
-            "cam_class": cam_class,
+            "cam_class": LibraryClass(cam_class),
             "uses_gradients": uses_gradients,
-            "__doc__": doc or f"{cam_class.__name__} through pytorch-grad-cam.",
+            "__doc__": doc or f"{cam_class} through pytorch-grad-cam.",
             "__module__": __name__,
         },
     )
     return register_method(cls)
 
 
-GradCAMExplainer = _family("gradcam", pgc.GradCAM)
-GradCAMPlusPlusExplainer = _family("gradcam++", pgc.GradCAMPlusPlus)
-XGradCAMExplainer = _family("xgradcam", pgc.XGradCAM)
-LayerCAMExplainer = _family("layercam", pgc.LayerCAM)
-HiResCAMExplainer = _family("hirescam", pgc.HiResCAM)
-EigenCAMExplainer = _family("eigencam", pgc.EigenCAM, uses_gradients=False)
+GradCAMExplainer = _family("gradcam", "GradCAM")
+GradCAMPlusPlusExplainer = _family("gradcam++", "GradCAMPlusPlus")
+XGradCAMExplainer = _family("xgradcam", "XGradCAM")
+LayerCAMExplainer = _family("layercam", "LayerCAM")
+HiResCAMExplainer = _family("hirescam", "HiResCAM")
+EigenCAMExplainer = _family("eigencam", "EigenCAM", uses_gradients=False)
 
 
 @register_method
@@ -136,7 +157,7 @@ class ScoreCAMExplainer(GradCamFamily):
     """Score-CAM through pytorch-grad-cam (one forward per channel: slow)."""
 
     name = "scorecam"
-    cam_class = pgc.ScoreCAM
+    cam_class = LibraryClass("ScoreCAM")
     uses_gradients = False
     batch_size: int = 32
 
@@ -151,13 +172,15 @@ class AblationCAMExplainer(GradCamFamily):
     """Ablation-CAM through pytorch-grad-cam (one forward per channel: slow)."""
 
     name = "ablationcam"
-    cam_class = pgc.AblationCAM
+    cam_class = LibraryClass("AblationCAM")
     uses_gradients = False
     batch_size: int = 32
 
     def make_cam(self, model: nn.Module) -> BaseCAM:
         # A fresh AblationLayer per call: the library's default argument is one shared,
         # stateful module, unsafe across threads.
+        from pytorch_grad_cam.ablation_layer import AblationLayer
+
         return _low_res(self.cam_class)(
             model, [], ablation_layer=AblationLayer(), batch_size=self.batch_size
         )

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
-from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from torch import nn
 
 from ..explain.base import stretch
@@ -29,7 +26,9 @@ class _Logits(nn.Module):
         return logits_of(self.model(x)).float()
 
 
-def _targets(targets: torch.Tensor) -> list[ClassifierOutputSoftmaxTarget]:
+def _targets(targets: torch.Tensor) -> list:
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
     return [ClassifierOutputSoftmaxTarget(int(t)) for t in targets.view(-1).tolist()]
 
 
@@ -45,6 +44,8 @@ def confidence_change(
     depends on the map's scale, and a map that never goes below 0.4 (ABN's raw sigmoid map
     M(x), say) would otherwise keep 40% of every pixel and look more faithful than it is.
     """
+    from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
+
     targets = torch.as_tensor(targets).view(-1)
     before = target_probability(model, images, targets.to(images.device)).cpu()
     after = CamMultImageConfidenceChange()(
@@ -73,6 +74,8 @@ def road(
     """ROAD (Rong et al., 2022): confidence change after imputing the most (``road_morf``) or
     least (``road_lerf``) relevant ``percentile`` % of pixels; a faithful map has a large drop
     for MoRF and a small one for LeRF."""
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
+
     cams = maps.detach().cpu().float().numpy()
     t = _targets(torch.as_tensor(targets))
     wrapped = _Logits(model)

@@ -272,3 +272,23 @@ def test_channel_loop_methods_print_no_progress_bars(method, make_model, capfd):
     model = make_model("resnet20", "plain", num_classes=4)
     explain(model, torch.randn(2, 3, 16, 16), method)
     assert capfd.readouterr().err == ""  # pytorch-grad-cam's per-batch tqdm bars are silenced
+
+
+def test_abn_maps_never_import_pytorch_grad_cam():
+    """pytorch-grad-cam (with scikit-learn and OpenCV, ~5 s) loads only for its own methods."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from abn.explain import explain, get_method\n"
+        "from abn.models import create\n"
+        "model = create('resnet20', variant='abn', num_classes=3).eval()\n"
+        "explain(model, torch.rand(1, 3, 32, 32), 'abn')\n"
+        "print('pytorch_grad_cam' in sys.modules)\n"
+        "print(get_method('gradcam').cam_class.__module__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out == ["False", "pytorch_grad_cam.grad_cam"]
