@@ -117,6 +117,20 @@ def transform_for(card, train: bool = False) -> v2.Compose:
     return build_transform(recipe_for(card), train, card.input_size, card.mean, card.std)
 
 
+def seen_box(image_size: tuple[int, int], card) -> tuple[int, int, int, int]:
+    """The part of an image of ``image_size`` (W, H) that :func:`transform_for` shows the model,
+    as a PIL box (left, top, right, bottom): the centre crop of the 'imagenet' recipe (its
+    shorter side is resized first), else the whole image (resized as it is)."""
+    w, h = image_size
+    if recipe_for(card) != "imagenet":
+        return (0, 0, w, h)
+    th, tw = as_size(card.input_size)
+    scale = resize_size((th, tw)) / min(w, h)
+    cw, ch = min(w, round(tw / scale)), min(h, round(th / scale))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return (left, top, left + cw, top + ch)
+
+
 def fit_note(image_size: tuple[int, int], card) -> str:
     """How an image of ``image_size`` (W, H) becomes the model's input, in words, saying when
     the model sees only part of it or a distorted copy."""
@@ -125,7 +139,7 @@ def fit_note(image_size: tuple[int, int], card) -> str:
     note = f"{w}×{h} image → model input {tw}×{th} px"
     if recipe_for(card) == "imagenet":  # shorter side resized, then the centre cropped
         scale = resize_size((th, tw)) / min(w, h)
-        seen = min(1.0, tw / (w * scale)) * min(1.0, th / (h * scale))
+        seen = min(1.0, tw / (w * scale)) * min(1.0, th / (h * scale))  # seen_box, unrounded
         if seen < 0.98:
             note += f", centre crop: the model sees the middle {seen:.0%} of the image"
     elif abs((w / h) / (tw / th) - 1) > 0.02:  # resized to the input size as it is

@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from abn.data.images import ImageReadError, is_image_file, read_image
+from abn.data.transforms import seen_box
 
 from .base import TargetSpec, list_methods
 from .engine import explain_many
@@ -158,8 +159,9 @@ def run_explain(args: argparse.Namespace) -> int:
             return 2
         for i, (path, img) in enumerate(good):
             stem = _unique(path.stem, stems)
+            seen = img.crop(seen_box(img.size, model.card))
             for method, res in results.items():
-                rows.append(_write(out, stem, path, img, method, res, i, args))
+                rows.append(_write(out, stem, path, seen, method, res, i, args))
     with open(out / "predictions.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -171,9 +173,10 @@ def run_explain(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _write(out: Path, stem: str, path: Path, img: Image.Image, method, res, i, args) -> dict:
+def _write(out: Path, stem: str, path: Path, seen: Image.Image, method, res, i, args) -> dict:
+    """The overlay (on ``seen``, the part of the image the model saw), raw map and CSV row."""
     safe = method.replace("+", "p")
-    overlay(img, res.maps[i], colormap=args.colormap, alpha=args.alpha).save(
+    overlay(seen, res.maps[i], colormap=args.colormap, alpha=args.alpha).save(
         out / "overlays" / f"{stem}_{safe}.png"
     )
     save_map_npy(res.raw[i], out / "maps" / f"{stem}_{safe}.npy")

@@ -1,4 +1,4 @@
-"""Turning images into the model's input: resize to the card's size, normalise with its stats."""
+"""Turning images into the model's input: the card's evaluation transform, or a plain resize."""
 
 from __future__ import annotations
 
@@ -41,6 +41,16 @@ def input_spec(model: nn.Module) -> tuple[tuple[int, int], tuple[float, ...], tu
 
 
 def preprocess_for(model: nn.Module, images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
-    """Preprocess with the model card's input size, mean and std."""
-    size, mean, std = input_spec(model)
-    return preprocess(images, input_size=size, mean=mean, std=std)
+    """The model's input for ``images``: its card's evaluation transform (as ``abn eval`` and the
+    dashboard use, :func:`~abn.data.transforms.transform_for`; the model sees the part
+    :func:`~abn.data.transforms.seen_box` gives), or for a model without a card, a resize to
+    its registry's input size with 0.5 stats."""
+    card = getattr(model, "card", None)
+    pics = [images] if isinstance(images, Image.Image) else list(images)
+    if card is None:
+        size, mean, std = input_spec(model)
+        return preprocess(pics, input_size=size, mean=mean, std=std)
+    from abn.data.transforms import transform_for
+
+    transform = transform_for(card)
+    return torch.stack([transform(p.convert("RGB")) for p in pics])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from abn.data.transforms import RECIPES, build_transform
+from abn.data.transforms import RECIPES, build_transform, transform_for
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -92,3 +93,28 @@ def test_fit_note_says_what_the_model_sees(dataset, size, image, expected) -> No
     from abn.data.transforms import fit_note
 
     assert expected in fit_note(image, _card(dataset, size))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "size", "image"),
+    [("imagenette", (160, 160), (600, 400)), ("imagenette", (96, 128), (90, 200)),
+     ("celeba-hq", (64, 64), (90, 60))],
+)  # fmt: skip
+def test_seen_box_is_what_the_evaluation_transform_shows(dataset, size, image) -> None:
+    """Cropping the box and resizing it to the input gives the transform's own input."""
+    from abn.data.transforms import seen_box
+
+    card = _card(dataset, size)
+    card.mean, card.std = [0.0] * 3, [1.0] * 3
+    w, h = image
+    yy, xx = np.mgrid[0:h, 0:w]
+    ramps = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], axis=-1)
+    picture = Image.fromarray((255 * ramps).astype(np.uint8))
+    box = seen_box(image, card)
+    seen = picture.crop(box).resize(size[::-1], Image.Resampling.BILINEAR)
+    expected = torch.from_numpy(np.asarray(seen, np.float32) / 255).permute(2, 0, 1)
+    shown = transform_for(card)(picture)
+    assert shown.shape == expected.shape
+    assert (shown - expected).abs().mean() < 0.01  # same region: only resampling differs
+    if dataset == "imagenette":
+        assert box[2] - box[0] < w or box[3] - box[1] < h  # a centre crop, not the whole image

@@ -6,6 +6,8 @@ import argparse
 import csv
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 from abn.explain.cli import add_explain_parser
@@ -69,3 +71,32 @@ def test_cli_checks_the_overlay_opacity_before_any_work(tmp_path, checkpoint, ca
                   "--out", str(out)])  # fmt: skip
     assert code == 2 and "--alpha must be in [0, 1], not 5.0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_sees_the_image_as_eval_and_the_dashboard_do(tmp_path, make_model):
+    """An 'imagenet'-recipe model: the centre crop of the card's evaluation transform, so the
+    CLI's probabilities are ``abn eval``'s and the app's, and the overlay covers that crop."""
+    import abn
+    from abn.card import ModelCard
+    from abn.data.transforms import seen_box, transform_for
+
+    model = make_model("resnet20", "abn", num_classes=3)
+    card = ModelCard(arch="resnet20", variant="abn", num_classes=3, input_size=(32, 32),
+                     class_names=["cat", "dog", "bird"], recipe={"recipe": "imagenet"})  # fmt: skip
+    ckpt = abn.save(model, tmp_path / "model.safetensors", card)
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8))
+    image.save(tmp_path / "wide.png")
+    out = tmp_path / "out"
+    code = _main(["explain", "--model", str(ckpt), "--images", str(tmp_path / "wide.png"),
+                  "--methods", "abn", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    with open(out / "predictions.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    loaded = abn.load(ckpt)
+    with torch.no_grad():
+        probs = loaded(transform_for(loaded.card)(image)[None]).logits.softmax(1)[0]
+    assert float(row["probability"]) == pytest.approx(float(probs.max()), abs=1e-5)
+    left, top, right, bottom = seen_box(image.size, loaded.card)
+    assert right - left < 48  # the sides are cropped off
+    assert Image.open(out / "overlays" / "wide_abn.png").size == (right - left, bottom - top)
