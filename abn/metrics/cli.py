@@ -82,6 +82,7 @@ def parse_methods(text: str, models: dict[str, nn.Module]) -> list[Entry]:
 
 def run_scorecard(args: argparse.Namespace) -> int:
     from abn.checkpoint import load
+    from abn.data import dataset_info
     from abn.evaluate import evaluation_data
 
     for flag, value, low in (("--n", args.n, 1), ("--batch-size", args.batch_size, 1),
@@ -103,6 +104,7 @@ def run_scorecard(args: argparse.Namespace) -> int:
         args.data, args.split, args.data_root = evaluation_data(
             card, args.data, args.split, args.data_root
         )
+        check_companions(models, dataset_info(args.data, args.data_root))
         batches, n, total = sample_batches(
             card,
             args.data,
@@ -123,6 +125,19 @@ def run_scorecard(args: argparse.Namespace) -> int:
     except (ValueError, OSError, RuntimeError) as exc:  # a bad image in the split, a full disk
         print(f"abn scorecard: error: {one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def check_companions(models: dict[str, nn.Module], info) -> None:
+    """Refuse a --baseline or --cam model trained on other classes than the dataset's (the
+    --model is checked when the images are drawn): its maps would explain a foreign label."""
+    from abn.evaluate import check_classes
+
+    for role, model in models.items():
+        if role != "model":
+            try:
+                check_classes(model.card, info)
+            except ValueError as exc:
+                raise ValueError(f"--{role}: {exc}") from None
 
 
 def _run(args, device, models, entries, metrics, batches, n, total, out: Path) -> int:

@@ -116,3 +116,16 @@ def test_the_sample_follows_the_seed(checkpoints, data_root):
 
     assert picked(1) == picked(1) and len(set(picked(1))) == 5
     assert picked(1) != picked(2)
+
+
+def test_scorecard_refuses_a_baseline_of_other_classes(checkpoints, data_root, tmp_path, capsys):
+    torch.manual_seed(0)
+    other = create("resnet20", "plain", num_classes=2).eval()
+    card = card_for(other, class_names=["cat", "dog"], input_size=(32, 32), dataset="cifar10")
+    path = abn.save(other, tmp_path / "two-class.safetensors", card)
+    code = main(["scorecard", "--model", str(checkpoints["abn"]), "--baseline", str(path),
+                 "--data-root", str(data_root), "--methods", "gradcam",
+                 "--out", str(tmp_path / "sc")])  # fmt: skip
+    assert code == 2
+    assert "--baseline: cifar10 has 10 classes but the model predicts 2" in capsys.readouterr().err
+    assert not (tmp_path / "sc").exists()
