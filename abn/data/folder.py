@@ -27,8 +27,13 @@ def find_classes(folder: Path) -> list[str]:
 
 
 def scan_images(folder: Path) -> list[Path]:
-    """Sorted image files directly inside ``folder`` (see :func:`is_image_file`)."""
-    return sorted(Path(e.path) for e in os.scandir(folder) if e.is_file() and is_image_file(e.name))
+    """Sorted image files inside ``folder`` and its visible sub-folders, at any depth (as
+    torchvision's ``ImageFolder`` reads a class; see :func:`is_image_file`)."""
+    found = []
+    for parent, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(parent, f) for f in files if is_image_file(f))
+    return sorted(found)
 
 
 class ImageFolderDataset(Dataset):

@@ -198,10 +198,11 @@ def _cache_path(
     fit: str,
     chosen: torch.Tensor | None,
 ) -> Path:
-    base = resolve_root(root if dataset != "imagefolder" else None) / ".cache" / "memory"
+    # a user's tree keeps its cache beside its splits (``.cache`` is hidden, so never a split),
+    # wherever the run starts from; a registered dataset's goes under the data root
+    tree = dataset == "imagefolder" and root is not None
+    base = (Path(root) if tree else resolve_root(root)) / ".cache" / "memory"
     key = f"{name}-{size[0]}x{size[1]}-{fit}"
-    if dataset == "imagefolder":
-        key += "-" + hashlib.sha1(str(Path(root or ".").resolve()).encode()).hexdigest()[:8]
     if chosen is not None:
         key += "-" + hashlib.sha1(chosen.numpy().tobytes()).hexdigest()[:10]
     return base / f"{key}.pt"

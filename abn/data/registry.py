@@ -21,6 +21,7 @@ from abn.data.celeba import CelebA
 from abn.data.celeba_hq import CelebAHQ
 from abn.data.errors import DataError
 from abn.data.folder import ImageFolderDataset, find_classes
+from abn.data.images import is_image_file
 from abn.data.paths import resolve_root
 from abn.data.torchvision_sets import TorchvisionDataset
 from abn.data.transforms import build_transform
@@ -125,6 +126,8 @@ def _folder_builder(
 ) -> Builder:
     def build(root: Path, split: str, transform: Transform | None, download: bool) -> Dataset:
         tree = root / folder if folder else root
+        if folder is None:
+            check_tree_split(tree, split)
         labels = classes if classes is not None else tree_classes(tree, split)
         return ImageFolderDataset(
             tree, split, transform, classes=labels, class_names=names,
@@ -132,6 +135,28 @@ def _folder_builder(
         )  # fmt: skip
 
     return build
+
+
+def check_tree_split(tree: Path, split: str) -> None:
+    """Explain a user's tree without ``split``: what a tree looks like, what this one holds, and
+    whether it looks like a split itself (``--data-root`` one level too deep)."""
+    if not tree.is_dir() or (tree / split).is_dir():
+        return  # a missing tree is named when it is read
+    found = sorted(d for d in tree.iterdir() if d.is_dir() and not d.name.startswith("."))
+    names = ", ".join(f"{d.name}/" for d in found[:4]) + (", …" if len(found) > 4 else "")
+    message = (
+        f"{tree}: no split folder {split!r} (a tree is <tree>/<split>/<class>/<image>, with "
+        f"train/ and one of {', '.join(f'{s}/' for s in EVAL_SPLIT_NAMES)}; "
+        "--set test_split=NAME names another)"
+    )
+    if any(is_image_file(e.name) for d in found for e in os.scandir(d) if e.is_file()):
+        message += (
+            f"; its folders {names} hold images, so {tree} looks like a split itself: "
+            "point --data-root at the folder that holds the splits"
+        )
+    elif found:
+        message += f"; it holds {names}"
+    raise DataError(message)
 
 
 def tree_classes(tree: Path, split: str, train_split: str = "train") -> list[str] | None:
@@ -267,8 +292,8 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None) -> Datas
     if info.folder is None:
         info = _tree_splits(info, location)
     for split in dict.fromkeys((info.train_split, *info.splits)):  # the training split's first
-        if (location / split).is_dir():
-            classes = tuple(find_classes(location / split))
+        classes = tuple(find_classes(location / split)) if (location / split).is_dir() else ()
+        if classes:  # a folder of images (a class, not a split) names no classes
             return replace(info, num_classes=len(classes), class_names=classes)
     return info
 

@@ -62,6 +62,23 @@ def test_non_images_and_hidden_files_ignored(tmp_path: Path) -> None:
     assert len(ds) == 1 and ds.classes == ["a"]
 
 
+def test_images_in_a_class_folders_subfolders_belong_to_the_class(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, {"train": {"a": 1, "b": 1}})
+    deep = root / "train" / "b" / "2024" / "june"
+    deep.mkdir(parents=True)
+    Image.new("RGB", (6, 4)).save(deep / "x.jpg")
+    (root / "train" / "b" / ".thumbs").mkdir()
+    Image.new("RGB", (6, 4)).save(root / "train" / "b" / ".thumbs" / "t.png")
+    nested_only = root / "train" / "c" / "more"
+    nested_only.mkdir(parents=True)
+    Image.new("RGB", (6, 4)).save(nested_only / "y.png")
+    ds = ImageFolderDataset(root, "train")
+    assert ds.classes == ["a", "b", "c"] and ds.targets == [0, 1, 1, 2]
+    assert [p.relative_to(root / "train").as_posix() for p, _ in ds.samples] == [
+        "a/0.png", "b/0.png", "b/2024/june/x.jpg", "c/more/y.png"
+    ]  # fmt: skip
+
+
 def test_missing_root(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=f"{tmp_path / 'nope'}: dataset root does not exist"):
         ImageFolderDataset(tmp_path / "nope", "train")

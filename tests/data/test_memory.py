@@ -11,7 +11,7 @@ from PIL import Image
 
 import abn.data.memory as memory
 from abn.data.memory import DeviceBatches, InMemoryDataset, load_into_memory, random_crop
-from abn.data.registry import build_dataset
+from abn.data.registry import build_dataset, dataset_info
 
 
 @pytest.fixture
@@ -88,6 +88,22 @@ def test_changed_tree_rebuilds_cache(tmp_path: Path, count_decodes: list[int]) -
     assert len(load_into_memory(ds, **kw)) == 3
     assert count_decodes == [2, 3]
     assert load_into_memory(ds, progress=False).cache_path is None  # no name: no cache
+
+
+def test_a_trees_cache_lives_in_the_tree_wherever_the_run_starts(tmp_path, monkeypatch) -> None:
+    tree = tmp_path / "tree"
+    for cls in ("a", "b"):
+        (tree / "train" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tree / "train" / cls / "0.png")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("ABN_DATA_ROOT", raising=False)
+    mem = load_into_memory("imagefolder", "train", root=str(tree), progress=False)
+    assert mem.cache_path.parent == tree / ".cache" / "memory"
+    assert not any(elsewhere.iterdir())
+    assert build_dataset("imagefolder", "train", root=tree).classes == ["a", "b"]  # not a class
+    assert dataset_info("imagefolder", str(tree)).splits == ("train",)  # nor a split
 
 
 def test_an_image_rewritten_under_its_name_rebuilds_the_cache(tmp_path: Path) -> None:

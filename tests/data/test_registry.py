@@ -144,3 +144,16 @@ def test_a_tree_labels_every_split_with_the_training_classes(tmp_path: Path) -> 
     (tmp_path / "train" / "bee" / "0.png").unlink()
     with pytest.raises(DataError, match="class folder holds no images"):
         build_dataset("imagefolder", "train", root=tmp_path)
+
+
+def test_a_tree_without_the_split_says_what_a_tree_is_and_what_it_holds(tmp_path: Path) -> None:
+    for c in ("ant", "bee"):
+        _png(tmp_path / "mine" / "train" / c / "0.png")
+        _png(tmp_path / "mine" / "val" / c / "0.png")
+    with pytest.raises(DataError, match=r"no split folder 'test' .*test_split=NAME.*holds train/"):
+        build_dataset("imagefolder", "test", root=tmp_path / "mine")
+    # --data-root one level too deep: the split's class folders are not splits
+    deep = tmp_path / "mine" / "val"
+    assert dataset_info("imagefolder", root=deep).num_classes is None  # not 0 classes
+    with pytest.raises(DataError, match=r"ant/, bee/ hold images, so .*val looks like a split"):
+        build_dataset("imagefolder", "test", root=deep)
