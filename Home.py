@@ -32,7 +32,7 @@ with st.container(border=True):
 
 def _accuracy_text(card) -> str:
     value = accuracy(card)
-    return f"{value:.2f} %" if value is not None else "not measured (untrained)"
+    return f"{value:.2f} %" if value is not None else "not evaluated yet"
 
 
 st.header("Models")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 CARD_VERSION = 1
@@ -74,5 +75,11 @@ class ModelCard:
 
     @property
     def display_name(self) -> str:
-        data = f" · {self.dataset}" if self.dataset else ""
+        data = f" · {self.dataset_name}" if self.dataset else ""
         return f"{self.arch} {self.variant}{data}"
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset's name; for a user's own image tree, the tree's folder name too."""
+        tree = (self.recipe or {}).get("data_root") if self.dataset == "imagefolder" else None
+        return f"{self.dataset} {Path(str(tree)).name}" if tree else self.dataset

@@ -171,6 +171,18 @@ def weights_key(ref: ModelRef) -> str:
     return _fingerprint(str(ref.path), ref.mtime)
 
 
+@st.cache_data(show_spinner=False, max_entries=32, ttl=300)
+def split_size(dataset: str, split: str, root: str) -> int:
+    """How many images ``split`` of ``dataset`` under ``root`` holds (0: it cannot be read; the
+    page's own reading then says why)."""
+    from abn.data import DataError, build_dataset
+
+    try:
+        return len(build_dataset(dataset, split, root))
+    except (DataError, OSError):
+        return 0
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _dataset_maps(
     key: str, split: str, indices: tuple[int, ...], root: str, _ref: ModelRef

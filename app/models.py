@@ -13,11 +13,14 @@ from torch import nn
 import abn
 from abn.card import ModelCard
 from abn.checkpoint import CheckpointError
+from abn.data import is_tree
 
-from .config import assets_dir
+from .config import assets_dir, card_root
 from .errors import error_boundary
 
 CUSTOM = "Your checkpoint…"
+# what ``abn train`` writes in a run folder: the finished model, else the latest epoch's
+RUN_CHECKPOINTS = ("final.safetensors", "last.safetensors")
 Accept = Callable[[ModelCard], bool]
 
 
@@ -33,13 +36,17 @@ class ModelRef:
 
     @property
     def filename(self) -> str:
-        return self.path.name if self.path else "upload"
+        """The file's name; a training run's checkpoint with its run folder's name."""
+        if not self.path:
+            return "upload"
+        run = self.path.name in RUN_CHECKPOINTS
+        return f"{self.path.parent.name}/{self.path.name}" if run else self.path.name
 
     @property
     def label(self) -> str:
         """What the card says the model is; :func:`labels` adds the file name where needed."""
-        trained = "" if self.card.metrics else " (untrained)"
-        return f"{self.card.display_name}{trained}"
+        measured = "" if self.card.metrics else " (not evaluated)"
+        return f"{self.card.display_name}{measured}"
 
 
 def labels(refs: list[ModelRef]) -> list[str]:
@@ -84,13 +91,22 @@ def accuracy(card: ModelCard) -> float | None:
     return None
 
 
+def checkpoints_in(directory: Path) -> list[Path]:
+    """``directory``'s ``*.safetensors``, and in each sub-folder holding a training run (e.g.
+    ``ABN_ASSETS_DIR=runs``), its ``final.safetensors``, else its ``last.safetensors``."""
+    found = sorted(directory.glob("*.safetensors"))
+    for run in sorted(d for d in directory.iterdir() if d.is_dir() and d.name[0] != "."):
+        found.extend([run / n for n in RUN_CHECKPOINTS if (run / n).is_file()][:1])
+    return found
+
+
 def discover(directory: Path | None = None) -> tuple[list[ModelRef], list[str]]:
-    """Every ``*.safetensors`` under ``directory`` with a readable card, and the problems."""
+    """Every checkpoint of :func:`checkpoints_in` with a readable card, and the problems."""
     directory = directory or assets_dir()
     refs, problems = [], []
     if not directory.is_dir():
         return refs, [f"model folder {directory} does not exist"]
-    for path in sorted(directory.glob("*.safetensors")):
+    for path in checkpoints_in(directory):
         try:
             card = abn.read_card(path)
         except CheckpointError as exc:
@@ -169,13 +185,22 @@ def model_picker(
     return _check(ref, accept, needs) if ref else None
 
 
+def same_task(card: ModelCard, main: ModelCard) -> bool:
+    """Whether ``card``'s model answers ``main``'s question: the same dataset and classes (in
+    order), and for models of a user's own image tree, the same tree."""
+    if card.dataset != main.dataset or list(card.class_names) != list(main.class_names):
+        return False
+    return not is_tree(card.dataset) or card_root(card) == card_root(main)
+
+
 def companion_picker(
     label: str, main: ModelRef | None, variants: tuple[str, ...], key: str
 ) -> ModelRef | None:
-    """A second model (e.g. the plain baseline) matching ``main``'s dataset, or none."""
+    """A second model (e.g. the plain baseline) for ``main``'s task (:func:`same_task`), or
+    none; the one with ``main``'s architecture first."""
     refs = [r for r in discover()[0] if r.card.variant in variants]
     if main is not None:
-        same = [r for r in refs if r.card.dataset == main.card.dataset]
+        same = [r for r in refs if same_task(r.card, main.card)]
         refs = sorted(same, key=lambda r: r.card.arch != main.card.arch)
     return _pick(label, refs, "(none)", key)
 

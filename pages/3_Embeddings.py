@@ -42,6 +42,10 @@ with st.sidebar:
     splits = list(dataset_info(card.dataset, root).splits)
     split = st.selectbox("Split", splits, index=splits.index(eval_split(card)), key="emb_split")
     n = st.slider("Points", 50, 3000, 500, 50, key="emb_n", help="Images sampled, class-balanced")
+    size = compute.split_size(card.dataset, split, str(root))
+    if 0 < size < n:
+        n = size
+        st.caption(f"`{split}` holds {size} images: all of them are used.")
     colour = st.radio("Colour by", embedview.COLOUR_BY, key="emb_colour")
 
 refs = {"Baseline": plain_ref, "ABN": abn_ref} if plain_ref else {"ABN": abn_ref}

@@ -312,7 +312,8 @@ def test_embeddings_compute_then_cached(app_env, tiny_cifar):
     at = run_page("pages/3_Embeddings.py")
     at.slider(key="emb_n").set_value(50).run()
     assert_clean(at)
-    assert any("not cached yet" in i.value for i in at.info)
+    assert any("t-SNE of 40 images" in i.value and "not cached yet" in i.value for i in at.info)
+    assert "`test` holds 40 images: all of them are used." in at.caption.values  # not "50"
     at.button[0].click().run()
     assert_clean(at)
     charts = [e for e in at.main if (e.key or "").startswith("tsne_")]
@@ -470,7 +471,42 @@ def test_picker_labels_are_short_and_name_the_file_only_to_tell_models_apart(tmp
     make_checkpoint(tmp_path, "plain")
     refs = sorted(models.discover(tmp_path)[0], key=lambda r: (r.card.variant, r.filename))
     assert models.labels(refs) == [
-        "resnet20 abn · cifar10 (untrained) — my-abn.safetensors",
-        "resnet20 abn · cifar10 (untrained) — resnet20_abn_cifar10.safetensors",
-        "resnet20 plain · cifar10 (untrained)",
+        "resnet20 abn · cifar10 (not evaluated) — my-abn.safetensors",
+        "resnet20 abn · cifar10 (not evaluated) — resnet20_abn_cifar10.safetensors",
+        "resnet20 plain · cifar10 (not evaluated)",
     ]
+
+
+def test_companions_answer_the_main_models_question(tmp_path):
+    """A baseline must share the dataset, the classes in order and, for own trees, the tree."""
+    from abn.card import ModelCard
+    from app.models import same_task
+
+    def card(variant, dataset="imagefolder", tree="mine", names=("a", "b", "c")):
+        recipe = {"data_root": str(tmp_path / tree)} if dataset == "imagefolder" else {}
+        return ModelCard(arch="resnet20", variant=variant, num_classes=len(names),
+                         class_names=list(names), dataset=dataset, recipe=recipe)  # fmt: skip
+
+    main = card("abn")
+    assert same_task(card("plain"), main)
+    assert not same_task(card("plain", tree="other"), main)
+    assert not same_task(card("plain", names=("a", "c", "b")), main)
+    assert not same_task(card("plain", dataset="cifar10"), main)
+    assert same_task(card("cam", "cifar10"), card("abn", "cifar10"))
+    assert main.display_name == "resnet20 abn · imagefolder mine"
+
+
+def test_a_folder_of_training_runs_lists_each_runs_model(tmp_path):
+    from app import models
+
+    for run, names in {"one": ("last", "final"), "two": ("last",), ".hidden": ("final",)}.items():
+        (tmp_path / run).mkdir()
+        for name in names:
+            shutil.copy(make_checkpoint(tmp_path, "abn"), tmp_path / run / f"{name}.safetensors")
+    (tmp_path / "resnet20_abn_cifar10.safetensors").unlink()
+    make_checkpoint(tmp_path, "plain")
+    refs, problems = models.discover(tmp_path)
+    assert not problems
+    assert [r.filename for r in refs] == [
+        "resnet20_plain_cifar10.safetensors", "one/final.safetensors", "two/last.safetensors"
+    ]  # fmt: skip
