@@ -320,3 +320,16 @@ def _minimal(name: str) -> list[str]:
         "explain": ["explain", "--model", "m", "--images", "i", "--out", "o"],
         "scorecard": ["scorecard", "--model", "m", "--out", "o"],
     }[name]  # fmt: skip
+
+
+def test_the_abn_command_is_installed_as_the_cli() -> None:
+    """Cards record ``abn train ...``; the installed ``abn`` command is ``python -m abn``."""
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="abn")
+    from abn.cli import main
+
+    assert script.load() is main
+    exe = Path(sys.executable).parent / "abn"
+    proc = subprocess.run([str(exe), "models"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "resnet110" in proc.stdout
