@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from abn.models import ModelOutput
-from abn.precision import autocast_for, resolve_precision
+from abn.precision import autocast_for, resolve_precision, use_channels_last
 
 
 @dataclass
@@ -113,11 +113,14 @@ def evaluate(
     precision: str = "fp32",
     device: torch.device | str | None = None,
     progress: Any = None,
+    channels_last: bool = False,
 ) -> EvalResult:
     """Top-1/top-5 errors (multiclass) or per-attribute accuracy (multilabel) of both branches.
 
-    ``batches`` yields ``(x, y)``; ``x`` is moved to ``device`` (default: the model's).
+    ``batches`` yields ``(x, y)``; ``x`` is moved to ``device`` (default: the model's), in
+    channels-last memory format with ``channels_last`` (for a model converted to it).
     """
+    fmt = torch.channels_last if channels_last else torch.preserve_format
     device = torch.device(device) if device else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -125,7 +128,8 @@ def evaluate(
     iterator = progress(batches) if progress else batches
     try:
         for x, y in iterator:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True, memory_format=fmt)
+            y = y.to(device, non_blocking=True)
             with autocast_for(device, precision):
                 out = model(x)
             acc.update(out, y)
@@ -293,6 +297,9 @@ def evaluate_checkpoint(
     precision = resolve_precision(precision, dev)
     model = load(checkpoint, map_location=dev)
     card = model.card
+    channels_last = use_channels_last("auto", dev, precision)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     name, split, data_root = evaluation_data(card, data, split, data_root)
     info = dataset_info(name, data_root)
     check_classes(card, info)
@@ -312,6 +319,7 @@ def evaluate_checkpoint(
         card.class_names or info.class_names,
         precision,
         dev,
+        channels_last=channels_last,
     )
     return CheckpointEval(str(checkpoint), name, split, total, limit, result, data_root)
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from abn.models import create
-from abn.precision import cpu_capability, native_bf16
+from abn.precision import cpu_capability, native_bf16, use_channels_last
 from abn.train.config import TrainConfig
-from abn.train.run import hardware, make_step, use_channels_last
+from abn.train.run import hardware, make_step
 
 
 def batches(

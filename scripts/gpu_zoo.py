@@ -143,11 +143,11 @@ def probe_one(
     import torch
 
     from abn.data.memory import DeviceBatches
-    from abn.precision import resolve_precision
+    from abn.precision import resolve_precision, use_channels_last
     from abn.train.data import _stored_size, resolve_info
     from abn.train.engine import train_one_epoch
     from abn.train.optim import build_optimizer
-    from abn.train.run import build_model, make_step, resolve_device, use_channels_last
+    from abn.train.run import build_model, make_step, resolve_device
 
     cfg = _cfg(group, variant, "", overrides)
     device = resolve_device("auto")

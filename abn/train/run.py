@@ -35,7 +35,7 @@ from abn.checkpoint import atomic_write_bytes, card_for, save
 from abn.device import resolve_device as device_for
 from abn.evaluate import EvalResult, evaluate, format_result, metrics_key, metrics_record
 from abn.models import create
-from abn.precision import cpu_capability, resolve_precision
+from abn.precision import cpu_capability, resolve_precision, use_channels_last
 
 from . import distributed
 from .config import TrainConfig, to_toml
@@ -183,18 +183,6 @@ def _check_on_main(dist: distributed.DistInfo, check: Callable[[], None]) -> Non
 
 def _model_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
-
-
-def use_channels_last(setting: str, device: torch.device, precision: str) -> bool:
-    """Whether to train in channels-last memory format.
-
-    ``"auto"`` picks it on CUDA, and on CPU in fp32, where oneDNN's convolutions run faster on it
-    (``benchmarks/train_throughput.py --memory-formats nchw channels-last`` on a 2-core AVX2 VM:
-    1.06–1.23× for ResNet-20, 1.65–1.79× for ResNet-110); CPU bf16 keeps NCHW until measured.
-    """
-    if setting != "auto":
-        return setting == "true"
-    return device.type == "cuda" or (device.type == "cpu" and precision == "fp32")
 
 
 def check_cuda_graphs(cfg: TrainConfig, device: torch.device, ddp: bool = False) -> None:

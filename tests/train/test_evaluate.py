@@ -155,3 +155,30 @@ def test_a_recorded_data_root_is_used_only_for_image_trees(tmp_path) -> None:
     assert evaluation_data(tree) == ("imagefolder", "val", str(tmp_path / "gone"))
     assert evaluation_data(tree, data_root="/mine") == ("imagefolder", "val", "/mine")
     assert evaluation_data(card, split="train")[1:] == ("train", None)
+
+
+def test_cpu_fp32_evaluation_runs_in_channels_last(tmp_path: Path, data_root: Path, monkeypatch):
+    """The numbers above (a plain NCHW loop's) come from a channels-last model and input."""
+    import abn.evaluate as ev
+
+    seen = []
+    real = ev.evaluate
+
+    def spy(model, batches, *args, **kwargs):
+        def record(_module, inputs):
+            weights = [p for p in model.parameters() if p.dim() == 4]
+            layouts = [t.is_contiguous(memory_format=torch.channels_last) for t in weights]
+            seen.append((inputs[0].is_contiguous(memory_format=torch.channels_last), all(layouts)))
+
+        handle = model.register_forward_pre_hook(record)
+        try:
+            return real(model, batches, *args, **kwargs)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(ev, "evaluate", spy)
+    path = _checkpoint(tmp_path, "abn", 10, "cifar10", input_size=(32, 32))
+    evaluate_checkpoint(
+        path, limit=8, batch_size=4, workers=0, device="cpu", data_root=str(data_root)
+    )
+    assert seen == [(True, True), (True, True)]

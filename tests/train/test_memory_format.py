@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from abn.models import create
+from abn.precision import use_channels_last
 from abn.train import run
 from abn.train.loss import abn_loss
-from abn.train.run import use_channels_last
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 
