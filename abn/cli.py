@@ -154,6 +154,7 @@ def check_unchanged(cfg: Any, saved: Any) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from abn.checkpoint import CheckpointError
+    from abn.data.errors import ImageReadError
     from abn.train import ConfigError, ResumeError, TrainError, load_config, resolve_resume, train
     from abn.train.config import to_toml
     from abn.train.state import check_not_shortened
@@ -180,10 +181,21 @@ def run_train(args: argparse.Namespace) -> int:
         result = train(cfg, resume=resume, command=shlex.join(["abn", *args.argv]))
     except (TrainError, ResumeError, CheckpointError, ValueError, OSError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
+        if isinstance(exc, ImageReadError):
+            print(bad_image_hint(cfg, resume.run_dir if resume else cfg.run_dir()), file=sys.stderr)
         return 1
     if result.final is not None and not cfg.quiet:
         print(f"saved {result.final}")
     return 0
+
+
+def bad_image_hint(cfg: Any, run_dir: Path) -> str:
+    """What to do after an unreadable training image: find them all, then resume."""
+    root = f" --root {shlex.quote(str(cfg.data_root))}" if cfg.data_root else ""
+    return (
+        f"  `abn data check {cfg.data}{root}` lists every unreadable image; fix or remove "
+        f"them, then go on with `abn train --resume {shlex.quote(str(run_dir))}`"
+    )
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
     python -m abn data prepare [--packs DIR] [--root DIR] [--only a,b] [--download] [--no-verify]
     python -m abn data info NAME [--root DIR] [--json]
+    python -m abn data check NAME [--root DIR] [--split S] [--workers N]
 
 ``add_data_parser(subparsers)`` registers them; each sets ``func(args) -> int``. Errors print one
 line on stderr and exit with code 2 (``SystemExit(2)``), without a traceback.
@@ -21,7 +22,7 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     from abn.cli import COMMANDS
 
     data = subparsers.add_parser("data", help=COMMANDS["data"].help)
-    sub = data.add_subparsers(dest="data_command", metavar="{prepare,info}")
+    sub = data.add_subparsers(dest="data_command", metavar="{prepare,info,check}")
     sub.required = True
 
     p = sub.add_parser("prepare", help="extract the offline packs into the data root")
@@ -39,6 +40,20 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
     i.add_argument("--list", action="store_true", help="list dataset names")
     i.set_defaults(func=run_info)
+
+    c = sub.add_parser(
+        "check",
+        help="read every image of a dataset and list each one that cannot be read",
+        description="Decode every image of every split (or --split) and list each unreadable "
+        "one, and each split that cannot be built, so a long training run never stops on them. "
+        "Exit code 1 when anything is wrong.",
+    )
+    c.add_argument("name", help="dataset name (imagefolder: your own tree)")
+    c.add_argument("--root", metavar="DIR", help="data root (imagefolder: the tree)")
+    c.add_argument("--split", action="append", metavar="S", help="only this split (repeatable)")
+    c.add_argument("--workers", type=int, default=4, metavar="N", help="decoding threads")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(func=run_check)
     return data
 
 
@@ -96,4 +111,32 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"{key:12} {value}")
     if location is not None:
         print(f"{'location':12} {location} ({'present' if location.exists() else 'missing'})")
+    elif info.num_classes is None:
+        print("(pass --root with the tree, e.g. --root mytree, to read its splits and classes)")
+    if location is not None and location.exists():
+        root = f" --root {args.root}" if args.root else ""
+        print(f"(`abn data check {args.name}{root}` reads every image and counts them per split)")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Handler of ``data check``: one line per split, one per unreadable image; exit 1 if any."""
+    from abn.data.check import check_split
+    from abn.data.errors import DataError
+    from abn.data.registry import dataset_info
+
+    try:
+        info = dataset_info(args.name, args.root)
+    except DataError as exc:
+        _fail(str(exc))
+    if args.workers < 1:
+        _fail(f"--workers must be >= 1, not {args.workers}")
+    problems = 0
+    for split in args.split or info.splits:
+        report = check_split(args.name, split, args.root, args.workers, progress=not args.quiet)
+        print(report.summary())
+        for line in report.problems:
+            print(f"  {line}")
+        problems += len(report.problems)
+    print("every image reads" if not problems else f"{problems} problem(s) found")
+    return 1 if problems else 0

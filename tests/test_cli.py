@@ -333,3 +333,23 @@ def test_the_abn_command_is_installed_as_the_cli() -> None:
     exe = Path(sys.executable).parent / "abn"
     proc = subprocess.run([str(exe), "models"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "resnet110" in proc.stdout
+
+
+def test_a_corrupt_training_image_points_at_data_check_which_lists_them_all(
+    tmp_path: Path, capsys
+) -> None:
+    tree = _tree(tmp_path / "tree", {"train": 4, "val": 2}, ("ant", "bee"))
+    assert main(["data", "check", "imagefolder", "--root", str(tree), "--quiet"]) == 0
+    assert "every image reads" in capsys.readouterr().out
+    (tree / "train" / "bee" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 10)
+    (tree / "val" / "ant" / "8.jpg").write_bytes(b"not a jpeg at all")
+    assert main([*_folder_run(tree, tmp_path / "runs"), "--set", "loader=folder"]) == 1
+    err = capsys.readouterr().err
+    assert "9.png" in err and "Traceback" not in err
+    assert f"abn data check imagefolder --root {tree}` lists every unreadable image" in err
+    assert f"abn train --resume {tmp_path / 'runs' / 'mine'}" in err
+    assert main(["data", "check", "imagefolder", "--root", str(tree), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "train: 9 images in 2 classes (4–5 per class), 1 unreadable" in out
+    assert "val: 5 images in 2 classes (2–3 per class), 1 unreadable" in out
+    assert "9.png" in out and "8.jpg" in out and "2 problem(s) found" in out

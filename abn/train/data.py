@@ -111,6 +111,14 @@ def _limit(cfg: TrainConfig, train: bool) -> int | None:
     return limit or None
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, e.g. a container's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def _memory_batches(
     *, cfg, info, size, device, dist, split, train, batch, cl
 ) -> tuple[Any, int, int]:
@@ -121,7 +129,7 @@ def _memory_batches(
         size=_stored_size(info.recipe, size),
         fit=fit_for(info.recipe),
         limit=_limit(cfg, train),
-        num_workers=min(cfg.workers, os.cpu_count() or 1),
+        num_workers=min(cfg.workers, usable_cpus()),
         progress=not cfg.quiet and dist.is_main,
     )
     batches = mem.loader(
@@ -164,7 +172,8 @@ def _folder_batches(
     chosen = deterministic_subset(total, _limit(cfg, train))
     if chosen is not None:
         ds = Subset(ds, chosen)
-    batches = LoaderBatches(ds, batch, train, device, cfg.workers, cfg.seed, dist, channels_last=cl)
+    workers = min(cfg.workers, usable_cpus())  # more only queue up (augmentation is per image)
+    batches = LoaderBatches(ds, batch, train, device, workers, cfg.seed, dist, channels_last=cl)
     return batches, len(ds), total
 
 

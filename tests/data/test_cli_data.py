@@ -26,6 +26,19 @@ def test_info_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert info["num_classes"] == 40 and info["task"] == "multilabel"
     assert run(["data", "info", "--list"]) == 0
     assert "cifar10" in capsys.readouterr().out.split()
+    assert run(["data", "info", "imagefolder"]) == 0
+    assert "pass --root with the tree" in capsys.readouterr().out
+
+
+def test_check_of_a_registered_dataset_and_a_missing_split(tmp_path, data_root, capsys) -> None:
+    assert run(["data", "check", "cifar10", "--root", str(data_root), "--split", "test",
+                "--quiet"]) == 0  # fmt: skip
+    assert "test: 10000 images in 10 classes (1000–1000 per class)" in capsys.readouterr().out
+    (tmp_path / "t" / "train" / "a").mkdir(parents=True)
+    assert run(["data", "check", "imagefolder", "--root", str(tmp_path / "t"), "--split", "val",
+                "--quiet"]) == 1  # fmt: skip
+    out = capsys.readouterr().out
+    assert "val: cannot be read" in out and "no split folder 'val'" in out
 
 
 def test_errors_exit_2_without_traceback(

@@ -96,3 +96,24 @@ def test_folder_augmentation_does_not_depend_on_the_workers() -> None:
     assert torch.equal(torch.rand(3), before)  # the training RNG (dropout) is not disturbed
     assert first == epoch(2, 0)
     assert epoch(2, 1) != first and sorted(i for _, i in first) == list(range(12))
+
+
+def test_folder_workers_are_capped_at_the_usable_cpus(tmp_path, monkeypatch) -> None:
+    """More DataLoader workers than CPUs only queue up (and torch warns each epoch); the
+    images are the same whatever the number."""
+    import torch
+    from PIL import Image
+
+    import abn.train.data as data_module
+    from abn.train import load_config
+    from abn.train.distributed import DistInfo
+
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / split / c / "0.png")
+    monkeypatch.setattr(data_module, "usable_cpus", lambda: 1)
+    cfg = load_config(None, [f'data_root="{tmp_path}"', 'data="imagefolder"', "workers=8",
+                             'loader="folder"', "input_size=[8,8]", "batch_size=2"])  # fmt: skip
+    data = data_module.build_data(cfg, torch.device("cpu"), DistInfo())
+    assert data.train.loader.num_workers == 1 and data.test.loader.num_workers == 1
