@@ -16,6 +16,8 @@ from tqdm import tqdm
 
 from abn.data.errors import DataError
 
+CHUNK = 1024
+
 
 @dataclass
 class SplitReport:
@@ -63,8 +65,10 @@ def check_split(
             return str(exc)
         return None
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = pool.map(read, range(len(ds)))
-        bar = tqdm(results, total=len(ds), desc=f"checking {split}", disable=not progress)
-        report.problems.extend(problem for problem in bar if problem)
+    bar = tqdm(total=len(ds), desc=f"checking {split}", unit="img", disable=not progress)
+    with ThreadPoolExecutor(max(1, workers)) as pool, bar:
+        for start in range(0, len(ds), CHUNK):  # a chunk at a time: no million futures at once
+            chunk = range(start, min(start + CHUNK, len(ds)))
+            report.problems.extend(problem for problem in pool.map(read, chunk) if problem)
+            bar.update(len(chunk))
     return report
