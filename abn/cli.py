@@ -190,11 +190,19 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def bad_image_hint(cfg: Any, run_dir: Path) -> str:
-    """What to do after an unreadable training image: find them all, then resume."""
+    """What to do after an unreadable training image: find them all, then resume (or, before
+    the first epoch has finished, run the same command again)."""
+    from abn.train.state import STATE_NAME
+
     root = f" --root {shlex.quote(str(cfg.data_root))}" if cfg.data_root else ""
+    again = (
+        f"go on with `abn train --resume {shlex.quote(str(run_dir))}`"
+        if (run_dir / STATE_NAME).is_file()
+        else "run the same command again (no epoch finished, so there is nothing to resume)"
+    )
     return (
         f"  `abn data check {cfg.data}{root}` lists every unreadable image; fix or remove "
-        f"them, then go on with `abn train --resume {shlex.quote(str(run_dir))}`"
+        f"them, then {again}"
     )
 
 

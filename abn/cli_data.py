@@ -121,17 +121,28 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     """Handler of ``data check``: one line per split, one per unreadable image; exit 1 if any."""
+    from pathlib import Path
+
     from abn.data.check import check_split
     from abn.data.errors import DataError
-    from abn.data.registry import dataset_info
+    from abn.data.registry import EVAL_SPLIT_NAMES, dataset_info, is_tree, tree_root_problem
 
     try:
         info = dataset_info(args.name, args.root)
+        tree = is_tree(args.name)
     except DataError as exc:
         _fail(str(exc))
     if args.workers < 1:
         _fail(f"--workers must be >= 1, not {args.workers}")
+    wrong_root = tree_root_problem(Path(args.root)) if tree and args.root else None
+    if wrong_root:
+        print(wrong_root)
+        return 1
     problems = 0
+    if tree and not args.split and not set(EVAL_SPLIT_NAMES) & set(info.splits):
+        print(f"no evaluation split ({', '.join(EVAL_SPLIT_NAMES)}): training needs one, or "
+              "--set test_split=NAME")  # fmt: skip
+        problems += 1
     for split in args.split or info.splits:
         report = check_split(args.name, split, args.root, args.workers, progress=not args.quiet)
         print(report.summary())

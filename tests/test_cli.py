@@ -347,9 +347,43 @@ def test_a_corrupt_training_image_points_at_data_check_which_lists_them_all(
     err = capsys.readouterr().err
     assert "9.png" in err and "Traceback" not in err
     assert f"abn data check imagefolder --root {tree}` lists every unreadable image" in err
-    assert f"abn train --resume {tmp_path / 'runs' / 'mine'}" in err
+    assert "run the same command again (no epoch finished" in err  # nothing to resume yet
     assert main(["data", "check", "imagefolder", "--root", str(tree), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "train: 9 images in 2 classes (4–5 per class), 1 unreadable" in out
     assert "val: 5 images in 2 classes (2–3 per class), 1 unreadable" in out
     assert "9.png" in out and "8.jpg" in out and "2 problem(s) found" in out
+
+
+def test_after_a_finished_epoch_the_bad_image_hint_says_resume(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from abn.cli import bad_image_hint
+    from abn.train.state import STATE_NAME
+
+    cfg = SimpleNamespace(data="imagefolder", data_root=str(tmp_path / "my tree"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / STATE_NAME).write_bytes(b"")
+    hint = bad_image_hint(cfg, tmp_path / "run")
+    assert f"abn data check imagefolder --root '{tmp_path / 'my tree'}'" in hint
+    assert f"go on with `abn train --resume {tmp_path / 'run'}`" in hint
+
+
+def test_a_data_root_one_level_too_deep_is_named_by_train_and_data_check(
+    tmp_path: Path, capsys
+) -> None:
+    tree = _tree(tmp_path / "tree", {"train": 2, "val": 1}, ("ant", "bee"))
+    (tree / "train" / "ant" / "nested").mkdir()  # a sub-folder is not a class of a split
+    for deep in (tree / "val", tree / "train"):
+        argv = _folder_run(deep, tmp_path / "runs")
+        argv[argv.index("--name") + 1] = f"deep-{deep.name}"
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"{deep}: its folders ant/, bee/ hold images, so it looks like a split" in err
+        assert main(["data", "check", "imagefolder", "--root", str(deep), "--quiet"]) == 1
+        assert "looks like a split or class folder itself" in capsys.readouterr().out
+    only_train = _tree(tmp_path / "only", {"train": 2}, ("ant", "bee"))
+    assert main(["data", "check", "imagefolder", "--root", str(only_train), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "no evaluation split (test, val, valid, validation)" in out
+    assert "train: 4 images in 2 classes (2–2 per class)" in out

@@ -137,26 +137,50 @@ def _folder_builder(
     return build
 
 
+EVAL_SPLIT_NAMES = ("test", "val", "valid", "validation")  # a tree's, by preference
+TREE_SHAPE = "a tree is <tree>/<split>/<class>/<image>, with train/ and one of " + ", ".join(
+    f"{s}/" for s in EVAL_SPLIT_NAMES
+)
+
+
+def _folders(tree: Path) -> list[Path]:
+    return sorted(d for d in tree.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _listing(folders: list[Path]) -> str:
+    return ", ".join(f"{d.name}/" for d in folders[:4]) + (", …" if len(folders) > 4 else "")
+
+
+def tree_root_problem(tree: Path) -> str | None:
+    """Why ``tree`` is not the root of an image tree, or ``None``: a split or class folder
+    given instead (its sub-folders hold images: ``--data-root`` one level too deep), or a
+    folder without sub-folders. A missing folder is named where it is read."""
+    if not tree.is_dir():
+        return None
+    found = _folders(tree)
+    if any(is_image_file(e.name) for d in found for e in os.scandir(d) if e.is_file()):
+        return (
+            f"{tree}: its folders {_listing(found)} hold images, so it looks like a split or "
+            f"class folder itself: point --data-root at the folder that holds the splits "
+            f"({TREE_SHAPE})"
+        )
+    if not found:
+        return f"{tree}: no split folders in it ({TREE_SHAPE})"
+    return None
+
+
 def check_tree_split(tree: Path, split: str) -> None:
     """Explain a user's tree without ``split``: what a tree looks like, what this one holds, and
-    whether it looks like a split itself (``--data-root`` one level too deep)."""
+    whether it is a tree at all (:func:`tree_root_problem`)."""
     if not tree.is_dir() or (tree / split).is_dir():
         return  # a missing tree is named when it is read
-    found = sorted(d for d in tree.iterdir() if d.is_dir() and not d.name.startswith("."))
-    names = ", ".join(f"{d.name}/" for d in found[:4]) + (", …" if len(found) > 4 else "")
-    message = (
-        f"{tree}: no split folder {split!r} (a tree is <tree>/<split>/<class>/<image>, with "
-        f"train/ and one of {', '.join(f'{s}/' for s in EVAL_SPLIT_NAMES)}; "
-        "--set test_split=NAME names another)"
+    problem = tree_root_problem(tree)
+    if problem:
+        raise DataError(problem)
+    raise DataError(
+        f"{tree}: no split folder {split!r} ({TREE_SHAPE}; --set test_split=NAME names "
+        f"another); it holds {_listing(_folders(tree))}"
     )
-    if any(is_image_file(e.name) for d in found for e in os.scandir(d) if e.is_file()):
-        message += (
-            f"; its folders {names} hold images, so {tree} looks like a split itself: "
-            "point --data-root at the folder that holds the splits"
-        )
-    elif found:
-        message += f"; it holds {names}"
-    raise DataError(message)
 
 
 def tree_classes(tree: Path, split: str, train_split: str = "train") -> list[str] | None:
@@ -290,15 +314,14 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None) -> Datas
     except DataError:
         return info
     if info.folder is None:
+        if tree_root_problem(location):  # a split or class folder: its folders are no splits
+            return info
         info = _tree_splits(info, location)
     for split in dict.fromkeys((info.train_split, *info.splits)):  # the training split's first
         classes = tuple(find_classes(location / split)) if (location / split).is_dir() else ()
         if classes:  # a folder of images (a class, not a split) names no classes
             return replace(info, num_classes=len(classes), class_names=classes)
     return info
-
-
-EVAL_SPLIT_NAMES = ("test", "val", "valid", "validation")
 
 
 def _tree_splits(info: DatasetInfo, tree: Path) -> DatasetInfo:

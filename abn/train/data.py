@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from abn.data import build_dataset, dataset_info
 from abn.data.memory import EpochState, epoch_seed, fit_for, load_into_memory
-from abn.data.registry import DatasetInfo
+from abn.data.registry import DatasetInfo, is_tree, tree_root_problem
 from abn.data.transforms import build_transform
 
 from .config import TrainConfig
@@ -49,7 +50,9 @@ def resolve_info(cfg: TrainConfig) -> DatasetInfo:
     """The dataset's facts, with the config's input size applied."""
     info = dataset_info(cfg.data, cfg.data_root or None)
     if info.num_classes is None:
-        raise ValueError(f"{cfg.data}: cannot tell its classes (is data_root right?)")
+        tree = is_tree(cfg.data) and cfg.data_root
+        problem = tree_root_problem(Path(cfg.data_root)) if tree else None
+        raise ValueError(problem or f"{cfg.data}: cannot tell its classes (is data_root right?)")
     if cfg.recipe:
         info = replace(info, recipe=cfg.recipe)
     if info.task == "multiclass" and info.num_classes < 2:
