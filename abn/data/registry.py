@@ -147,6 +147,12 @@ def _folders(tree: Path) -> list[Path]:
     return sorted(d for d in tree.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
+def _holds_images(folder: Path) -> bool:
+    """Whether ``folder`` has image files directly inside it."""
+    with os.scandir(folder) as entries:
+        return any(e.is_file() and is_image_file(e.name) for e in entries)
+
+
 def _listing(folders: list[Path]) -> str:
     return ", ".join(f"{d.name}/" for d in folders[:4]) + (", …" if len(folders) > 4 else "")
 
@@ -158,7 +164,7 @@ def tree_root_problem(tree: Path) -> str | None:
     if not tree.is_dir():
         return None
     found = _folders(tree)
-    if any(is_image_file(e.name) for d in found for e in os.scandir(d) if e.is_file()):
+    if any(_holds_images(d) for d in found):
         return (
             f"{tree}: its folders {_listing(found)} hold images, so it looks like a split or "
             f"class folder itself: point --data-root at the folder that holds the splits "
