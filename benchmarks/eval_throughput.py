@@ -71,7 +71,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/eval_throughput.json"))
     args = p.parse_args()
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        p.error(str(exc))
     paths = args.checkpoints or sorted(ASSETS.glob("*.safetensors"))
     print(f"{hardware(device)} · torch {torch.__version__} · {torch.get_num_threads()} threads")
     print(f"{'checkpoint':45} {'size':>8} {'NCHW':>8} {'ch-last':>8} {'÷ NCHW':>7}  (images/s)")

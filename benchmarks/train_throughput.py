@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from abn.device import resolve_device
 from abn.models import create
 from abn.precision import cpu_capability, native_bf16, use_channels_last
 from abn.train.config import TrainConfig
@@ -159,9 +160,13 @@ def main() -> None:
     if args.compile and "graphs" in args.modes:
         p.error("--compile and --modes graphs exclude each other")
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    try:  # a GPU asked for on a machine without one: one line, not a driver traceback
+        resolved = {dev: resolve_device(dev) for dev in devices}
+    except ValueError as exc:
+        p.error(str(exc))
     rows = []
     for dev in devices:
-        device = torch.device(dev)
+        device = resolved[dev]
         for name in args.models:
             new = bench_model(name, device, args)
             print(
