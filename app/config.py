@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from abn.card import ModelCard
-from abn.data import default_data_root, is_tree
+from abn.data import DataError, dataset_location, default_data_root, is_tree
 from abn.evaluate import card_data_root
 
 ASSETS_ENV = "ABN_ASSETS_DIR"
@@ -31,3 +31,16 @@ def card_root(card: ModelCard) -> Path | None:
         tree = card_data_root(card)
         return Path(tree) if tree else None
     return data_root()
+
+
+def dataset_dir(card: ModelCard) -> Path | None:
+    """The folder ``card``'s dataset is read from, if it is there (``None``: the card names no
+    dataset, or one this install does not know, or it is not on disk)."""
+    root = card_root(card) if card.dataset else None
+    if root is None:
+        return None
+    try:
+        where = dataset_location(card.dataset, root)
+    except DataError:
+        return None
+    return where if where.is_dir() else None

@@ -88,8 +88,13 @@ def _dataset_gallery(dataset: str, split: str, root: str) -> list[tuple[str, byt
 
 
 def eval_split(card: ModelCard) -> str:
-    """The split to show and embed: the card's test split, else the dataset's eval split."""
-    return evaluation_split(card.dataset, (card.splits or {}).get("test"), card_root(card))
+    """The split to show and embed: the card's test split, else the dataset's eval split (for a
+    dataset this install does not know, the card's or ``test``: reading it then says why)."""
+    named = (card.splits or {}).get("test")
+    try:
+        return evaluation_split(card.dataset, named, card_root(card))
+    except DataError:
+        return named or "test"
 
 
 def gallery(card: ModelCard | None, faces: bool = False) -> tuple[list[Picked], str]:

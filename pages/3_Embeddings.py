@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from abn.data import dataset_info, dataset_location
+from abn.data import dataset_info
 from abn.embeddings import cache_path, compute_embedding
 from app import compute, embedview, layout, views
-from app.config import card_root
+from app.config import card_root, dataset_dir
 from app.errors import DATA_HINT, error_boundary
 from app.images import eval_split
 from app.models import abn_with_baselines, load
@@ -29,7 +29,7 @@ if abn_ref is None:
 
 card = abn_ref.card
 root = card_root(card)
-if not card.dataset or root is None or not dataset_location(card.dataset, root).is_dir():
+if dataset_dir(card) is None:
     where = f"not found under `{root}`" if root else "not recorded in its card"
     st.warning(
         f"**No dataset here.** This model was trained on `{card.dataset or 'an unnamed dataset'}`"

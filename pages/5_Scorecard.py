@@ -92,6 +92,7 @@ cells = [c for c in compute.comparison_cells(abn_ref, plain_ref, cam_ref, family
 one, split = st.tabs(["One image", "A dataset split"])
 
 with one:
+    pictures = []
     with error_boundary("Choosing the image"):
         pictures = image_picker(abn_ref.card, "sc")
     if pictures:

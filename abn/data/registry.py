@@ -143,18 +143,14 @@ TREE_SHAPE = "a tree is <tree>/<split>/<class>/<image>, with train/ and one of "
 )
 
 
-def _folders(tree: Path) -> list[Path]:
-    return sorted(d for d in tree.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
 def _holds_images(folder: Path) -> bool:
     """Whether ``folder`` has image files directly inside it."""
     with os.scandir(folder) as entries:
         return any(e.is_file() and is_image_file(e.name) for e in entries)
 
 
-def _listing(folders: list[Path]) -> str:
-    return ", ".join(f"{d.name}/" for d in folders[:4]) + (", …" if len(folders) > 4 else "")
+def _listing(names: list[str]) -> str:
+    return ", ".join(f"{n}/" for n in names[:4]) + (", …" if len(names) > 4 else "")
 
 
 def tree_root_problem(tree: Path) -> str | None:
@@ -163,8 +159,8 @@ def tree_root_problem(tree: Path) -> str | None:
     folder without sub-folders. A missing folder is named where it is read."""
     if not tree.is_dir():
         return None
-    found = _folders(tree)
-    if any(_holds_images(d) for d in found):
+    found = find_classes(tree)  # its visible sub-folders
+    if any(_holds_images(tree / name) for name in found):
         return (
             f"{tree}: its folders {_listing(found)} hold images, so it looks like a split or "
             f"class folder itself: point --data-root at the folder that holds the splits "
@@ -185,7 +181,7 @@ def check_tree_split(tree: Path, split: str) -> None:
         raise DataError(problem)
     raise DataError(
         f"{tree}: no split folder {split!r} ({TREE_SHAPE}; --set test_split=NAME names "
-        f"another); it holds {_listing(_folders(tree))}"
+        f"another); it holds {_listing(find_classes(tree))}"
     )
 
 
@@ -335,7 +331,7 @@ def _tree_splits(info: DatasetInfo, tree: Path) -> DatasetInfo:
     ``test/``. The evaluation split is the first of :data:`EVAL_SPLIT_NAMES` present (never the
     training split: without one, it stays ``test`` and reading it says what is missing)."""
     try:
-        found = tuple(sorted(d.name for d in tree.iterdir() if d.is_dir() and d.name[0] != "."))
+        found = tuple(find_classes(tree))  # the visible sub-folders: here, the splits
     except OSError:
         return info
     if not found:
@@ -345,8 +341,9 @@ def _tree_splits(info: DatasetInfo, tree: Path) -> DatasetInfo:
 
 
 def is_tree(name: str) -> bool:
-    """Whether ``name``'s root is the user's tree itself (``imagefolder``), not a data root."""
-    return _entry(name)[0].folder is None
+    """Whether ``name``'s root is the user's tree itself (``imagefolder``), not a data root
+    (``False`` for a name this install does not know: reading it then says so)."""
+    return name in _REGISTRY and _REGISTRY[name][0].folder is None
 
 
 def evaluation_split(

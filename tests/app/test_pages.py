@@ -510,3 +510,27 @@ def test_a_folder_of_training_runs_lists_each_runs_model(tmp_path):
     assert [r.filename for r in refs] == [
         "resnet20_plain_cifar10.safetensors", "one/final.safetensors", "two/last.safetensors"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "page", ["pages/1_Inspect.py", "pages/2_Compare.py", "pages/3_Embeddings.py",
+             "pages/5_Scorecard.py"],
+)  # fmt: skip
+def test_models_of_a_dataset_this_install_does_not_know(page, tmp_path, no_data, monkeypatch):
+    """A card naming a dataset registered only in the trainer's own code: pages fall back to the
+    sample photos and say the dataset is not here, never a traceback; its baseline still pairs."""
+    for variant in ("abn", "plain"):
+        make_checkpoint(tmp_path, variant, "mydata")
+    monkeypatch.setenv("ABN_ASSETS_DIR", str(tmp_path))
+    monkeypatch.chdir(REPO)
+    at = run_page(page)
+    assert_clean(at)
+    if page != "pages/1_Inspect.py":
+        assert at.selectbox(key=f"{page_key(page)}_plain").value.startswith("resnet20 plain")
+    if page == "pages/3_Embeddings.py":
+        assert any("No dataset here" in w.value for w in at.warning)
+
+
+def page_key(page: str) -> str:
+    return {"pages/2_Compare.py": "cmp", "pages/3_Embeddings.py": "emb",
+            "pages/5_Scorecard.py": "sc"}[page]  # fmt: skip
