@@ -1,13 +1,27 @@
-"""Every model of the paper, built by name: ``create("resnet110", variant="abn")``."""
+"""Every model of the paper, built by name: ``create("resnet110", variant="abn")``.
 
+Importing this package imports each family module below, and each registers its backbones
+with ``@register_backbone`` (timm's pattern): a new family module only needs an import here.
+"""
+
+from . import cifar_resnet, densenet, resnet, vgg, wide_resnet  # noqa: F401  (registration)
 from .backbone import Backbone
 from .branches import apply_attention
 from .output import ModelOutput
-from .registry import create, get_entry, list_models, list_variants, register_backbone
+from .registry import (
+    create,
+    default_options,
+    get_entry,
+    list_models,
+    list_variants,
+    model_options,
+    register_backbone,
+)
 from .variants import (
     ABN,
     CAM,
     VARIANTS,
+    ModelBase,
     ModelSpec,
     MultiTaskABN,
     MultiTaskPlain,
@@ -20,6 +34,7 @@ __all__ = [
     "CAM",
     "VARIANTS",
     "Backbone",
+    "ModelBase",
     "ModelOutput",
     "ModelSpec",
     "MultiTaskABN",
@@ -28,8 +43,10 @@ __all__ = [
     "apply_attention",
     "attribute_probabilities",
     "create",
+    "default_options",
     "get_entry",
     "list_models",
     "list_variants",
+    "model_options",
     "register_backbone",
 ]

@@ -31,6 +31,8 @@ class Backbone:
             default. VGG uses its fully connected classifier here.
         make_attention_stage_fn: overrides the attention branch's stage (VGG: convolutions in
             place of the fully connected layers).
+        make_cam_body_fn: overrides the CAM baseline's body and gives its output channels
+            (VGG: Zhou et al.'s 3×3 conv with 1024 units on conv5_3 in place of pool5 and FCs).
     """
 
     feature_extractor: nn.Module
@@ -41,6 +43,7 @@ class Backbone:
     make_tail: Callable[[], nn.Module] = nn.Identity
     make_head: HeadFactory | None = None
     make_attention_stage_fn: Callable[[], nn.Module] | None = None
+    make_cam_body_fn: Callable[[], tuple[nn.Module, int]] | None = None
 
     def make_attention_stage(self) -> nn.Module:
         """The attention branch's first module: the split stage again at stride 1 by default."""
@@ -51,6 +54,16 @@ class Backbone:
     def perception_body(self) -> nn.Sequential:
         """The split stage at its native stride followed by the tail."""
         return nn.Sequential(self.make_split_stage(self.split_stride), self.make_tail())
+
+    def cam_body(self) -> tuple[nn.Module, int]:
+        """The CAM baseline's body as the paper builds it (Sec. 4.2) and its output channels.
+
+        The split stage runs at stride 1 (its first convolution's stride set to 1), so CAM's
+        maps have the attention map's resolution (16×16 on CIFAR at 32 px, 14×14 at 224 px).
+        """
+        if self.make_cam_body_fn is not None:
+            return self.make_cam_body_fn()
+        return nn.Sequential(self.make_split_stage(1), self.make_tail()), self.out_channels
 
     def head(self, num_outputs: int) -> nn.Module:
         """The perception classifier."""

@@ -34,8 +34,8 @@ class ModelSpec:
     kwargs: dict = field(default_factory=dict)
 
 
-class _Zoo(nn.Module):
-    """Common plumbing: the spec, and the default Grad-CAM layer."""
+class ModelBase(nn.Module):
+    """What every variant shares: the spec that rebuilds it, and the default Grad-CAM layer."""
 
     spec: ModelSpec
     is_abn: bool = False
@@ -68,7 +68,7 @@ def _check_override(attention: torch.Tensor, reference: torch.Tensor) -> torch.T
     return attention.to(reference.dtype)
 
 
-class ABN(_Zoo):
+class ABN(ModelBase):
     """Attention Branch Network: g(x) → attention branch → M(x); perception on g'(x)."""
 
     is_abn = True
@@ -108,7 +108,7 @@ class ABN(_Zoo):
         )
 
 
-class Plain(_Zoo):
+class Plain(ModelBase):
     """The baseline network: the same backbone with GAP + FC (or its own classifier)."""
 
     def __init__(self, backbone: Backbone, num_classes: int) -> None:
@@ -124,15 +124,31 @@ class Plain(_Zoo):
         return ModelOutput(logits=self.perception_branch(g), features=g)
 
 
-class CAM(_Zoo):
-    """CAM baseline (Zhou et al.): K×1×1 conv + GAP, no FC; its K maps are the CAMs."""
+CAM_STRUCTURES = ("paper", "native")
 
-    def __init__(self, backbone: Backbone, num_classes: int) -> None:
+
+class CAM(ModelBase):
+    """CAM baseline (Zhou et al.): K×1×1 conv + GAP, no FC; its K maps are the CAMs.
+
+    ``structure="paper"`` (the default) builds it as the ABN paper does (Sec. 4.2): the last
+    stage's first convolution at stride 1, so the CAMs have the attention map's resolution
+    (VGG: Zhou et al.'s 3×3 conv with 1024 units on conv5_3). ``"native"`` keeps the last stage's
+    own stride (maps half as fine): the structure of checkpoints written before card version 2.
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int, structure: str = "paper") -> None:
         super().__init__()
+        if structure not in CAM_STRUCTURES:
+            raise ValueError(
+                f"unknown CAM structure {structure!r}; choose one of {', '.join(CAM_STRUCTURES)}"
+            )
+        self.structure = structure
         self.feature_extractor = backbone.feature_extractor
-        self.perception_branch = PerceptionBranch(
-            backbone.perception_body(), CamHead(backbone.out_channels, num_classes)
-        )
+        if structure == "paper":
+            body, channels = backbone.cam_body()
+        else:
+            body, channels = backbone.perception_body(), backbone.out_channels
+        self.perception_branch = PerceptionBranch(body, CamHead(channels, num_classes))
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
@@ -141,7 +157,7 @@ class CAM(_Zoo):
         return ModelOutput(logits=maps.mean(dim=(2, 3)), class_maps=maps, features=g)
 
 
-class MultiTaskABN(_Zoo):
+class MultiTaskABN(ModelBase):
     """Multi-task ABN (Sec. 3.4): T attention maps; the perception branch runs once per task.
 
     All T perception passes run as one batched pass over B·T inputs, ``chunk_size`` inputs at a
@@ -214,7 +230,7 @@ class MultiTaskABN(_Zoo):
         return torch.stack(outs, dim=1)
 
 
-class MultiTaskPlain(_Zoo):
+class MultiTaskPlain(ModelBase):
     """Plain multi-task baseline: shared backbone, T outputs (one logit each, BCE)."""
 
     is_multitask = True
@@ -232,7 +248,7 @@ class MultiTaskPlain(_Zoo):
         return ModelOutput(logits=self.perception_branch(g), features=g)
 
 
-VARIANTS: dict[str, type[_Zoo]] = {
+VARIANTS: dict[str, type[ModelBase]] = {
     "abn": ABN,
     "plain": Plain,
     "cam": CAM,
@@ -242,7 +258,7 @@ VARIANTS: dict[str, type[_Zoo]] = {
 VARIANT_KWARGS: dict[str, tuple[str, ...]] = {
     "abn": ("mechanism", "map_kernel"),
     "plain": (),
-    "cam": (),
+    "cam": ("structure",),
     "abn_multitask": ("mechanism", "chunk_size"),
     "plain_multitask": (),
 }

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from abn.models import ModelOutput, attribute_probabilities, create, list_models
+from abn.models import ModelOutput, attribute_probabilities, create, get_entry, list_models
 
 from .conftest import HEAVY, input_for
 
@@ -64,6 +64,7 @@ def test_both_losses_reach_the_feature_extractor(name):
     assert not torch.allclose(grads["att_logits"], grads["logits"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(HEAVY))
 def test_heavy_models_backpropagate(name):
     model = create(name, "abn", num_classes=K).train()
@@ -99,6 +100,50 @@ def test_attention_override_shape_is_checked():
     model = create("resnet20", "abn", num_classes=3).eval()
     with pytest.raises(ValueError, match="does not fit"):
         model(torch.randn(1, 3, 32, 32), attention=torch.zeros(1, 1, 8, 8))
+
+
+# --- CAM as the paper builds it (Sec. 4.2) --------------------------------------------------
+
+CAM_CELLS = {"cifar": {32: 16}, "imagenet": {224: 14, 160: 10}}  # input px -> map cells
+CELLS_AT = {"densenet_bc100_12": {32: 8}}  # dense block 3 has no stride: 8×8 like its ABN map
+
+
+def test_cam_maps_have_the_attention_maps_resolution(backbone_name):
+    """CAM's maps equal the ABN attention map in size for the same backbone and input; the
+    native structure (format-1 checkpoints) gives half of it (DenseNet: the same)."""
+    cells_at = CELLS_AT.get(backbone_name, CAM_CELLS[get_entry(backbone_name).family])
+    with torch.device("meta"):  # shapes only: no storage, no arithmetic
+        abn_model = create(backbone_name, "abn", num_classes=3).eval()
+        paper = create(backbone_name, "cam", num_classes=3).eval()
+        native = create(backbone_name, "cam", num_classes=3, structure="native").eval()
+        for px, cells in cells_at.items():
+            x = torch.empty(1, 3, px, px)
+            assert abn_model(x).attention.shape[-2:] == (cells, cells), px
+            assert paper(x).class_maps.shape == (1, 3, cells, cells), px
+            half = cells if backbone_name in CELLS_AT else cells // 2
+            assert native(x).class_maps.shape == (1, 3, half, half), px
+    assert paper.structure == "paper" and paper.spec.kwargs["structure"] == "paper"
+
+
+def test_paper_cam_computes_16x16_maps_on_cifar():
+    model = create("resnet20", "cam", num_classes=4).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32))
+    assert out.class_maps.shape == (2, 4, 16, 16)
+    torch.testing.assert_close(out.class_maps.mean(dim=(2, 3)), out.logits)
+
+
+def test_vgg_cam_is_zhou_et_als_3x3_conv_with_1024_units():
+    with torch.device("meta"):
+        model = create("vgg16_bn", "cam", num_classes=3)
+    conv = model.perception_branch.body[0]
+    assert isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (3, 3)
+    assert conv.out_channels == 1024 and model.perception_branch.head.conv.in_channels == 1024
+
+
+def test_unknown_cam_structure_is_refused():
+    with pytest.raises(ValueError, match="unknown CAM structure 'zhou'.*paper, native"):
+        create("resnet20", "cam", num_classes=3, structure="zhou")
 
 
 # --- multi-task ----------------------------------------------------------------------------
@@ -142,6 +187,7 @@ def test_multitask_batched_equals_looped(multitask):
     torch.testing.assert_close(batched, chunked, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_map_t_weights_the_perception_input_for_t(multitask):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
