@@ -5,7 +5,9 @@
 Evaluates ``final.safetensors`` in fp32 on the dataset's whole test split, stores the weights in
 float16 when that changes top-1 (or mean attribute) accuracy by at most 0.1 point (else float32),
 and writes the card: the test metrics of the shipped weights, the training time summed from
-``metrics.csv``, the command that retrains it, and a note.
+``metrics.csv``, the command that retrains it, and a note. The file is written in the current
+checkpoint format (``abn.checkpoint.FORMAT``): its card names every constructor argument, and
+a run's format-1 checkpoint is shipped with its card upgraded (``abn.card.upgrade_card``).
 """
 
 from __future__ import annotations

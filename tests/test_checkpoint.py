@@ -1,20 +1,29 @@
 """Checkpoints: exact round trips for every model, clear refusals, never executing code."""
 
+import json
 import os
 import pickle
 import stat
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 import abn
 from abn.card import ModelCard
-from abn.checkpoint import CheckpointError, card_for
-from abn.models import create, list_models
+from abn.checkpoint import CheckpointError, card_for, migrate
+from abn.models import VARIANTS, create, list_models, model_options
 
 from .models.conftest import HEAVY, input_for
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+V1_FILES = sorted((FIXTURES / "checkpoints_v1").glob("*.safetensors"))
+FIELDS = ("logits", "att_logits", "attention", "class_maps")
 
 
 @pytest.fixture
@@ -53,7 +62,10 @@ def test_round_trip_multitask(tmp_path, variant):
     with torch.no_grad():
         assert torch.equal(model(x).logits, loaded(x).logits)
     assert loaded.card.class_names[4] == "attr4"
-    assert loaded.spec.kwargs == {"stem": "small"}
+    expected = {"stem": "small"}
+    if variant == "abn_multitask":
+        expected |= {"mechanism": "multiply", "chunk_size": 0}
+    assert loaded.spec.kwargs == expected == loaded.card.model_kwargs
 
 
 def test_card_fields_survive(tmp_path, trained_like):
@@ -115,30 +127,37 @@ def test_tampered_weights_are_detected(tmp_path, trained_like):
         abn.load(path)
 
 
-def test_mismatched_card_and_weights(tmp_path, trained_like):
-    path = abn.save(trained_like, tmp_path / "m.safetensors")
-    wrong = card_for(create("resnet32", "abn", num_classes=3))
-    tensors = {k: v.contiguous() for k, v in trained_like.state_dict().items()}
+def write_raw(path, model, card: dict, *, digest: bool = True, fmt: str = "abn-checkpoint/2"):
+    """A checkpoint holding ``model``'s weights and the card ``card`` as given, its digest
+    computed over both; ``digest=False`` keeps the digest of the file already at ``path`` (an
+    edit that does not re-sign)."""
     from abn.checkpoint import _digest
 
-    save_file(
-        tensors,
-        str(path),
-        metadata={
-            "format": "abn-checkpoint/1",
-            "abn.card": wrong.to_json(),
-            "abn.sha256": _digest(tensors),
-        },
-    )
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    text = json.dumps(card)
+    if digest:
+        value = _digest(tensors, None if fmt.endswith("/1") else text)
+    else:
+        with safe_open(str(path), "pt") as f:
+            value = f.metadata()["abn.sha256"]
+    save_file(tensors, str(path), metadata={"format": fmt, "abn.card": text, "abn.sha256": value})
+    return path
+
+
+def card_dict(model, **changes) -> dict:
+    return {**json.loads(card_for(model).to_json()), **changes}
+
+
+def test_mismatched_card_and_weights(tmp_path, trained_like):
+    wrong = card_for(create("resnet32", "abn", num_classes=3))
+    path = write_raw(tmp_path / "m.safetensors", trained_like, json.loads(wrong.to_json()))
     with pytest.raises(CheckpointError, match="missing tensors"):
         abn.load(path)
 
 
 def test_unknown_architecture_in_card(tmp_path, trained_like):
-    path = abn.save(trained_like, tmp_path / "m.safetensors", card_for(trained_like))
-    card = abn.read_card(path)
-    card.arch = "resnet9000"
-    abn.save(trained_like, path, card)
+    card = card_dict(trained_like, arch="resnet9000")
+    path = write_raw(tmp_path / "m.safetensors", trained_like, card)
     with pytest.raises(CheckpointError, match="cannot be built.*resnet9000"):
         abn.load(path)
 
@@ -195,6 +214,7 @@ def test_card_validation():
         ModelCard.from_json("{not json")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(HEAVY))
 def test_round_trip_heavy_models(tmp_path, name):
     model = create(name, "abn", num_classes=4).eval()
@@ -210,3 +230,260 @@ def test_saved_file_has_the_usual_permissions(tmp_path, trained_like):
     path = abn.save(trained_like, tmp_path / "m.safetensors")
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+# --- format 2: the card pins the model, and the digest covers the card ------------------------
+
+
+def test_saved_file_is_format_2_with_every_constructor_argument(tmp_path, trained_like):
+    path = abn.save(trained_like, tmp_path / "m.safetensors")
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "abn-checkpoint/2"
+    card = json.loads(meta["abn.card"])
+    assert card["card_version"] == 2
+    assert card["model_kwargs"] == {"mechanism": "residual", "map_kernel": 3}
+
+
+def test_save_completes_a_partial_card_and_refuses_one_of_another_model(tmp_path, trained_like):
+    path = tmp_path / "m.safetensors"
+    card = ModelCard(arch="resnet20", variant="abn", num_classes=3, class_names=["a", "b", "c"])
+    back = abn.read_card(abn.save(trained_like, path, card))
+    assert back.model_kwargs == {"mechanism": "residual", "map_kernel": 3}
+    assert back.class_names == ["a", "b", "c"] and back.card_version == 2
+    with pytest.raises(CheckpointError, match="describes resnet32/abn"):
+        abn.save(trained_like, path, ModelCard(arch="resnet32", variant="abn", num_classes=3))
+    with pytest.raises(CheckpointError, match="map_kernel: card 5, model 3"):
+        abn.save(
+            trained_like,
+            path,
+            ModelCard(
+                arch="resnet20", variant="abn", num_classes=3, model_kwargs={"map_kernel": 5}
+            ),
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("class_names", ["c", "b", "a"]),  # reversed: every prediction would be mislabelled
+        ("notes", "edited"),
+        ("mean", [0.0, 0.0, 0.0]),
+        ("dataset", "cifar100"),
+    ],
+)
+def test_an_edited_card_is_refused(tmp_path, trained_like, field, value):
+    honest = card_dict(trained_like, class_names=["a", "b", "c"])
+    assert honest[field] != value
+    path = write_raw(tmp_path / "m.safetensors", trained_like, honest)
+    abn.load(path)  # the honest file loads
+    edited = write_raw(tmp_path / "e.safetensors", trained_like, {**honest, field: value})
+    with safe_open(str(path), "pt") as f, safe_open(str(edited), "pt") as g:
+        assert f.metadata()["abn.sha256"] != g.metadata()["abn.sha256"]
+    tampered = {**honest, field: value}
+    write_raw(path, trained_like, tampered, digest=False)  # the card edited, the digest kept
+    with pytest.raises(CheckpointError, match="weights or model card do not match the checksum"):
+        abn.load(path)
+
+
+def test_reversed_class_names_written_into_a_shipped_file_are_refused(tmp_path):
+    """Mutation: the card of a shipped model edited in place, its digest left as it was."""
+    from abn.checkpoint import _read_metadata
+
+    path = tmp_path / "m.safetensors"
+    path.write_bytes((ASSETS / "cifar10-resnet20-abn.safetensors").read_bytes())
+    metadata = _read_metadata(path)
+    card = json.loads(metadata["abn.card"])
+    card["class_names"] = card["class_names"][::-1]
+    tensors = load_file(str(path))
+    save_file(tensors, str(path), metadata={**metadata, "abn.card": json.dumps(card)})
+    assert abn.read_card(path).class_names[0] == "truck"  # the edit is in the file
+    with pytest.raises(CheckpointError, match="model card do not match the checksum"):
+        abn.load(path)
+
+
+def test_a_card_that_misses_or_adds_constructor_arguments_is_refused(tmp_path, trained_like):
+    full = {"mechanism": "residual", "map_kernel": 3}
+    short = card_dict(trained_like, model_kwargs={"mechanism": "residual"})
+    path = write_raw(tmp_path / "m.safetensors", trained_like, short)
+    with pytest.raises(CheckpointError, match="rebuilt exactly: its model_kwargs lack map_kernel"):
+        abn.load(path)
+    write_raw(path, trained_like, card_dict(trained_like, model_kwargs={**full, "stem": "small"}))
+    with pytest.raises(CheckpointError, match="cannot be rebuilt exactly: .*does not take: stem"):
+        abn.load(path)
+
+
+def test_the_rebuilt_spec_must_equal_the_card(tmp_path, trained_like, monkeypatch):
+    import abn.checkpoint as checkpoint
+
+    path = abn.save(trained_like, tmp_path / "m.safetensors")
+    real = checkpoint.create
+
+    def drift(*args, **kwargs):  # a build whose spec records other options than the card
+        model = real(*args, **kwargs)
+        spec = model.spec
+        model.spec = replace(spec, kwargs={**spec.kwargs, "map_kernel": 1})
+        return model
+
+    monkeypatch.setattr(checkpoint, "create", drift)
+    with pytest.raises(CheckpointError, match="rebuild a model whose options are"):
+        abn.load(path)
+
+
+def test_newer_cards_and_formats_are_refused_by_name(tmp_path, trained_like):
+    path = tmp_path / "m.safetensors"
+    write_raw(path, trained_like, card_dict(trained_like, card_version=3))
+    with pytest.raises(CheckpointError, match="card version 3"):
+        abn.load(path)
+    write_raw(path, trained_like, card_dict(trained_like), fmt="abn-checkpoint/9")
+    with pytest.raises(CheckpointError, match="format 'abn-checkpoint/9'.*upgrade abn"):
+        abn.read_card(path)
+    write_raw(path, trained_like, card_dict(trained_like, card_version=1))
+    with pytest.raises(CheckpointError, match="holds a version-2 card, not version 1"):
+        abn.load(path)
+
+
+# --- format 1: old files load as they did; migration --------------------------------------------
+
+
+def v1_inputs(card: ModelCard) -> torch.Tensor:
+    """The inputs ``checkpoints_v1_outputs.safetensors`` was computed on."""
+    return torch.randn(2, 3, *card.input_size, generator=torch.Generator().manual_seed(0))
+
+
+def outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        out = model(x)
+    return {f: getattr(out, f) for f in FIELDS if getattr(out, f) is not None}
+
+
+def assert_as_before(model: nn.Module, stem: str) -> None:
+    """``model`` computes what the format-1 code computed for the file ``stem``."""
+    reference = load_file(str(FIXTURES / "checkpoints_v1_outputs.safetensors"))
+    got = outputs(model, v1_inputs(model.card))
+    assert set(got) == {k.split("/")[1] for k in reference if k.startswith(f"{stem}/")}
+    for field, value in got.items():
+        torch.testing.assert_close(value, reference[f"{stem}/{field}"], rtol=1e-5, atol=1e-5)
+
+
+def shipped_twin(v1: Path, skip: bool = True) -> Path | None:
+    """The shipped asset migrated from ``v1``; once that model has been retrained (another
+    training record), the test skips, or ``None`` with ``skip=False``."""
+    asset = ASSETS / v1.name
+    if asset.is_file() and abn.read_card(asset).training == abn.read_card(v1).training:
+        return asset
+    if skip:
+        pytest.skip(f"{v1.name} has been retrained since format 1")
+    return None
+
+
+def test_every_small_shipped_model_has_a_v1_fixture():
+    assert {p.name for p in V1_FILES} == {
+        "cifar10-resnet20-abn.safetensors", "cifar10-resnet20-plain.safetensors",
+        "cifar10-resnet20-cam.safetensors", "celeba-hq-resnet20-abn_multitask.safetensors",
+        "celeba-hq-resnet20-plain_multitask.safetensors",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("v1", V1_FILES, ids=lambda p: p.stem)
+def test_v1_file_predicts_as_before(v1):
+    with safe_open(str(v1), "pt") as f:
+        assert f.metadata()["format"] == "abn-checkpoint/1"
+    model = abn.load(v1)
+    assert model.card.card_version == 2  # upgraded on reading
+    assert set(model.card.model_kwargs) == model_options(model.card.arch, model.card.variant)
+    assert_as_before(model, v1.stem)
+
+
+@pytest.mark.parametrize("v1", V1_FILES, ids=lambda p: p.stem)
+def test_migration_keeps_tensors_and_outputs_bit_identical(tmp_path, v1):
+    out = tmp_path / v1.name
+    assert migrate(v1, out) is True
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["format"] == "abn-checkpoint/2"
+    assert_same_tensors(v1, out)
+    old, new = abn.load(v1), abn.load(out)
+    assert new.card == old.card
+    x = v1_inputs(old.card)
+    for field, value in outputs(old, x).items():
+        assert torch.equal(outputs(new, x)[field], value), field
+    assert migrate(out) is False  # already format 2
+
+
+@pytest.mark.parametrize("v1", V1_FILES, ids=lambda p: p.stem)
+def test_shipped_asset_is_its_v1_file_migrated(v1):
+    asset = shipped_twin(v1)
+    with safe_open(str(asset), "pt") as f:
+        assert f.metadata()["format"] == "abn-checkpoint/2"
+    assert_same_tensors(v1, asset)
+    old, new = abn.load(v1), abn.load(asset)
+    x = v1_inputs(old.card)
+    for field, value in outputs(old, x).items():
+        assert torch.equal(outputs(new, x)[field], value), field
+    assert new.card.model_kwargs == old.card.model_kwargs
+    assert new.card.dataset == old.card.dataset and new.card.metrics == old.card.metrics
+
+
+def assert_same_tensors(a: Path, b: Path) -> None:
+    ta, tb = load_file(str(a)), load_file(str(b))
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert ta[k].dtype == tb[k].dtype and torch.equal(ta[k], tb[k]), k
+
+
+def test_v1_cam_keeps_its_native_structure():
+    model = abn.load(FIXTURES / "checkpoints_v1" / "cifar10-resnet20-cam.safetensors")
+    assert model.card.model_kwargs == {"structure": "native"} and model.structure == "native"
+    with torch.no_grad():
+        maps = model(torch.randn(1, 3, 32, 32)).class_maps
+    assert maps.shape == (1, 10, 8, 8)  # not the paper structure's 16×16
+    assert create("resnet20", "cam", num_classes=10).structure == "paper"  # today's default
+
+
+def test_imagenette_cam_card_says_it_has_the_legacy_structure():
+    card = abn.read_card(ASSETS / "imagenette-resnet18-cam.safetensors")
+    assert card.model_kwargs == {"stem": "imagenet", "structure": "native"}
+    assert "Legacy structure" in card.notes and "5×5 maps at 160 px" in card.notes
+
+
+@pytest.mark.parametrize("name", ["abn_multitask", "plain_multitask"])
+def test_v1_face_cards_mean_the_split_by_image_number(name):
+    v1 = FIXTURES / "checkpoints_v1" / f"celeba-hq-resnet20-{name}.safetensors"
+    with safe_open(str(v1), "pt") as f:
+        assert json.loads(f.metadata()["abn.card"])["dataset"] == "celeba-hq"
+    card = abn.read_card(v1)
+    assert card.dataset == "celeba-hq-by-number" and card.recipe["data"] == "celeba-hq-by-number"
+    key = "celeba-hq-by-number/test"
+    assert key in card.metrics and all(k.startswith(f"{key}") for k in card.metrics)
+    asset = shipped_twin(v1)
+    assert abn.read_card(asset).dataset == "celeba-hq-by-number"
+
+
+MUTATIONS = {"abn_multitask": ("residual", 8), "abn": ("multiply", 1)}  # other code defaults
+V1_OF = {"abn_multitask": "celeba-hq-resnet20-abn_multitask", "abn": "cifar10-resnet20-abn"}
+
+
+@pytest.mark.parametrize("variant", sorted(MUTATIONS))
+def test_code_defaults_do_not_change_what_a_checkpoint_rebuilds(monkeypatch, variant):
+    """Mutation: the code's defaults change under the shipped files; they rebuild as before."""
+    changed = MUTATIONS[variant]
+    monkeypatch.setattr(VARIANTS[variant].__init__, "__defaults__", changed)
+    assert create("resnet20", variant, num_classes=3).mechanism == changed[0]  # it took effect
+    v1 = FIXTURES / "checkpoints_v1" / f"{V1_OF[variant]}.safetensors"
+    twin = shipped_twin(v1, skip=False)
+    for path in [v1, *([twin] if twin else [])]:
+        model = abn.load(path)
+        assert model.mechanism != changed[0], path.name
+        assert_as_before(model, V1_OF[variant])
+
+
+def test_a_training_state_of_passed_options_only_resumes_with_the_v1_defaults():
+    """Training states written before specs named every option mean the version-1 defaults."""
+    from abn.models import ModelSpec
+    from abn.train.state import ResumeError, _check_spec
+
+    before = ModelSpec("resnet20", "cam", 3, {})  # written when CAM was native by default
+    with pytest.raises(ResumeError, match="structure"):
+        _check_spec(create("resnet20", "cam", num_classes=3), before, Path("last.state.pt"))
+    _check_spec(create("resnet20", "cam", 3, structure="native"), before, Path("last.state.pt"))
+    _check_spec(create("resnet20", "abn", 3), ModelSpec("resnet20", "abn", 3, {}), Path("s"))

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from abn.card import v1_model_kwargs
 from abn.checkpoint import atomic_write_bytes
 from abn.checkpoint import load as load_checkpoint
 from abn.models import ModelSpec
@@ -126,11 +127,20 @@ def check_not_shortened(
 
 
 def _check_spec(model: nn.Module, saved: ModelSpec, source: Path) -> None:
-    if saved != model.spec:
+    # A state written before specs named every option holds only the options passed; the
+    # others had the version-1 defaults (abn.card), which are not necessarily today's.
+    kwargs = v1_model_kwargs(saved.name, saved.variant, dict(saved.kwargs))
+    ours = model.spec
+    theirs = (saved.name, saved.variant, saved.num_classes)
+    if theirs != (ours.name, ours.variant, ours.num_classes):
         raise ResumeError(
             f"{source} holds {saved.name}/{saved.variant} ({saved.num_classes} outputs) but "
-            f"the config builds {model.spec.name}/{model.spec.variant} "
-            f"({model.spec.num_classes})"
+            f"the config builds {ours.name}/{ours.variant} ({ours.num_classes})"
+        )
+    if kwargs != dict(ours.kwargs):
+        raise ResumeError(
+            f"{source} holds {saved.name}/{saved.variant} built with {kwargs} but the config "
+            f"builds it with {dict(ours.kwargs)}"
         )
 
 
