@@ -105,8 +105,18 @@ def prepare(packs: list[Path], data_root: Path, workers: int, only: list[str]) -
             subprocess.run(["tar", "xzf", "-", "-C", str(data_root)], stdin=cat.stdout, check=True)
             cat.wait()
             print(f"extracted {stem} ({len(parts)} part(s)) in {time.time() - t:.1f}s", flush=True)
+        copy_beside(packs, folder, group.data)
         if folder.is_dir():
             decode(group, str(data_root), workers)
+
+
+def copy_beside(packs: list[Path], folder: Path, data: str) -> None:
+    """CelebA-HQ's official split file lies beside its pack: copy it next to the images."""
+    from abn.data.celeba_hq import SPLIT_FILE
+
+    found = [f for d in packs for f in d.glob(SPLIT_FILE)] if data == "celeba-hq" else []
+    if found and folder.is_dir() and not (folder / SPLIT_FILE).is_file():
+        shutil.copyfile(found[0], folder / SPLIT_FILE)
 
 
 def pack_parts(packs: list[Path], stem: str) -> list[Path]:

@@ -54,6 +54,16 @@ def test_pack_parts_reassemble_in_order_across_folders(zoo, tmp_path):
     assert zoo.pack_parts([a, b], "celeba-hq-64") == []
 
 
+def test_the_celeba_hq_split_file_goes_next_to_the_images(zoo, tmp_path):
+    packs, folder = tmp_path / "packs", tmp_path / "data" / "celeba-hq-64"
+    packs.mkdir(), folder.mkdir(parents=True)
+    (packs / "celeba-hq-64-split.txt").write_text("file orig_file partition identity\n")
+    zoo.copy_beside([packs], folder, "cifar10")
+    assert not (folder / "celeba-hq-64-split.txt").exists()
+    zoo.copy_beside([packs], folder, "celeba-hq")
+    assert (folder / "celeba-hq-64-split.txt").read_text().startswith("file orig_file")
+
+
 def test_only_restricts_the_plan_and_the_runs(zoo):
     r = {k: v for k, v in rates(zoo, cifar10=2600, imagenette=3000, celeba_hq=1200).items()
          if not k.startswith("celeba")}  # fmt: skip

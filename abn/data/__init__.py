@@ -11,14 +11,14 @@ Typical use::
 """
 
 from abn.data.celeba import CelebA
-from abn.data.celeba_hq import SPLITS as CELEBA_HQ_SPLITS
-from abn.data.celeba_hq import CelebAHQ
+from abn.data.celeba_hq import CelebAHQ, CelebAHQByNumber
 from abn.data.errors import DataError, ImageReadError
 from abn.data.folder import ImageFolderDataset
 from abn.data.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, is_image_file, read_image
 from abn.data.memory import DeviceBatches, InMemoryDataset, load_into_memory
 from abn.data.paths import default_data_root, default_packs_dir
 from abn.data.prepare import prepare
+from abn.data.recipes import RECIPES, build_transform
 from abn.data.registry import (
     DatasetInfo,
     build_dataset,
@@ -30,15 +30,14 @@ from abn.data.registry import (
     register_dataset,
 )
 from abn.data.torchvision_sets import TorchvisionDataset
-from abn.data.transforms import RECIPES, build_transform
 
 __all__ = [
-    "CELEBA_HQ_SPLITS",
     "DEFAULT_MAX_PIXELS",
     "RECIPES",
     "SUPPORTED_EXTENSIONS",
     "CelebA",
     "CelebAHQ",
+    "CelebAHQByNumber",
     "DataError",
     "DatasetInfo",
     "DeviceBatches",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from abn.data.errors import DataError
+from abn.data.registry import build_dataset
 
 CHUNK = 1024
 
@@ -45,8 +46,6 @@ def check_split(
     progress: bool = True,
 ) -> SplitReport:
     """Build ``split`` of dataset ``name`` and decode each of its images."""
-    from abn.data.registry import build_dataset
-
     report = SplitReport(split)
     try:
         ds = build_dataset(name, split, root=root)

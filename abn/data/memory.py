@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 
 from abn.data.errors import DataError
 from abn.data.paths import resolve_root
+from abn.data.recipes import RESIZED_CROP_RATIO, as_size, check_resized_crop, resize_size
 from abn.data.registry import build_dataset, dataset_info
-from abn.data.transforms import RESIZED_CROP_RATIO, as_size, check_resized_crop, resize_size
 
 CACHE_VERSION = 2  # 2: high-bit-depth images scaled by bit depth
 Fit = Literal["resize", "crop"]
@@ -122,40 +122,86 @@ def load_into_memory(
         num_workers: decoding processes (``torch.utils.data.DataLoader``).
         progress: show a tqdm bar while decoding.
     """
-    meta: dict[str, Any] = {}
-    if isinstance(dataset, str):
-        info = dataset_info(dataset, root)
-        ds = build_dataset(dataset, split, root=root)
-        meta = {
-            "class_names": info.class_names,
-            "recipe": info.recipe,
-            "mean": info.mean,
-            "std": info.std,
-            "input_size": info.input_size,
-            "name": dataset,
-            "split": split,
-        }
-        size = as_size(size) if size is not None else _default_size(info.recipe, info.input_size)
-        fit = fit or fit_for(info.recipe)
-        cache_name = cache_name or f"{dataset}-{split}"
-    else:
-        ds = dataset
-        meta["class_names"] = tuple(getattr(ds, "class_names", getattr(ds, "classes", ())))
-        size = as_size(size) if size is not None else _first_size(ds)
-        fit = fit or "resize"
-    chosen = _select(len(ds), limit, indices)
-    path = (
-        _cache_path(root, dataset, cache_name, size, fit, chosen) if cache and cache_name else None
+    source = (
+        _registered(dataset, split, root, size, fit)
+        if isinstance(dataset, str)
+        else _given(dataset, size, fit)
     )
+    ds = source.dataset
+    chosen = _select(len(ds), limit, indices)
+    name = cache_name or source.cache_name
+    path = (
+        _cache_path(root, dataset, name, source.size, source.fit, chosen)
+        if cache and name
+        else None
+    )
+    images, targets, path = _cached_or_decoded(
+        ds, chosen, source.size, source.fit, path, num_workers, progress
+    )
+    return InMemoryDataset(images, targets, cache_path=path, split_size=len(ds), **source.meta)
+
+
+@dataclass
+class _Source:
+    """What :func:`load_into_memory` decodes: the dataset, the stored size and fit, the
+    :class:`InMemoryDataset` fields it fills, and its default cache name (``None``: no cache)."""
+
+    dataset: Dataset
+    size: tuple[int, int]
+    fit: Fit
+    meta: dict[str, Any]
+    cache_name: str | None = None
+
+
+def _registered(
+    name: str,
+    split: str,
+    root: str | os.PathLike[str] | None,
+    size: int | Sequence[int] | None,
+    fit: Fit | None,
+) -> _Source:
+    """A registered dataset's split, with its recipe's defaults."""
+    info = dataset_info(name, root)
+    meta = {
+        "class_names": info.class_names,
+        "recipe": info.recipe,
+        "mean": info.mean,
+        "std": info.std,
+        "input_size": info.input_size,
+        "name": name,
+        "split": split,
+    }
+    ds = build_dataset(name, split, root=root)
+    stored = as_size(size) if size is not None else _default_size(info.recipe, info.input_size)
+    return _Source(ds, stored, fit or fit_for(info.recipe), meta, f"{name}-{split}")
+
+
+def _given(ds: Dataset, size: int | Sequence[int] | None, fit: Fit | None) -> _Source:
+    """A dataset object: stored at its first image's size unless told, stretched to fit."""
+    names = tuple(getattr(ds, "class_names", getattr(ds, "classes", ())))
+    stored = as_size(size) if size is not None else _first_size(ds)
+    return _Source(ds, stored, fit or "resize", {"class_names": names})
+
+
+def _cached_or_decoded(
+    ds: Dataset,
+    chosen: torch.Tensor | None,
+    size: tuple[int, int],
+    fit: Fit,
+    path: Path | None,
+    workers: int,
+    progress: bool,
+) -> tuple[torch.Tensor, torch.Tensor, Path | None]:
+    """The images and targets from the cache at ``path`` when it holds this very selection,
+    else decoded (and cached there); the path is ``None`` when nothing is cached."""
     fingerprint = _fingerprint(ds, chosen)
     cached = _read_cache(path, fingerprint) if path else None
     if cached is not None:
-        images, targets = cached
-    else:
-        images, targets = _decode_all(ds, chosen, size, fit, num_workers, progress)
-        if path and not _try_write_cache(path, images, targets, fingerprint):
-            path = None
-    return InMemoryDataset(images, targets, cache_path=path, split_size=len(ds), **meta)
+        return (*cached, path)
+    images, targets = _decode_all(ds, chosen, size, fit, workers, progress)
+    if path and not _try_write_cache(path, images, targets, fingerprint):
+        path = None
+    return images, targets, path
 
 
 def fit_for(recipe: str) -> Fit:
@@ -178,16 +224,23 @@ def _first_size(ds: Dataset) -> tuple[int, int]:
     return (int(image.shape[-2]), int(image.shape[-1]))
 
 
+def deterministic_subset(n: int, limit: int | None) -> list[int] | None:
+    """A fixed sample of ``limit`` of ``n`` images: seed-0 permutation's first ``limit``, sorted
+    (``None``: all of them). In-memory sets, loaders and ``abn eval --limit`` take the same."""
+    if limit is None or limit >= n:
+        return None
+    g = torch.Generator().manual_seed(0)
+    return torch.randperm(n, generator=g)[:limit].sort().values.tolist()
+
+
 def _select(n: int, limit: int | None, indices: Sequence[int] | None) -> torch.Tensor | None:
     if indices is not None:
         chosen = torch.as_tensor(list(indices), dtype=torch.long)
         if chosen.numel() and (chosen.min() < 0 or chosen.max() >= n):
             raise DataError(f"indices must lie in [0, {n}); got {chosen.min()}…{chosen.max()}")
         return chosen
-    if limit is not None and limit < n:
-        g = torch.Generator().manual_seed(0)
-        return torch.randperm(n, generator=g)[:limit].sort().values
-    return None
+    chosen = deterministic_subset(n, limit)
+    return None if chosen is None else torch.as_tensor(chosen, dtype=torch.long)
 
 
 def _cache_path(

@@ -3,7 +3,9 @@
 The packs (``*.tar.gz`` + ``SHA256SUMS``) live in ``$ABN_PACKS_DIR`` or
 ``<repo root>/../shared/data``. Each pack is checked against ``SHA256SUMS``, extracted into a
 temporary folder and renamed into place, then marked with ``<folder>/.abn-prepared`` (holding
-the pack's checksum) so a second :func:`prepare` skips it.
+the pack's checksum) so a second :func:`prepare` skips it. Files that live beside a pack
+(``Pack.extras``, e.g. CelebA-HQ's split file) are checked against ``SHA256SUMS`` too and copied
+into its folder, also into a folder extracted before they existed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
+from abn.data.celeba_hq import SPLIT_FILE
 from abn.data.errors import DataError
 from abn.data.paths import default_packs_dir, resolve_root
 from abn.data.registry import build_dataset
@@ -30,21 +33,28 @@ SUMS_FILE = "SHA256SUMS"
 
 @dataclass(frozen=True)
 class Pack:
-    """An offline pack: its file, the folder it extracts to, and the datasets it provides."""
+    """An offline pack: its file, the folder it extracts to, the datasets it provides, and
+    files beside it in the packs folder that belong in that folder too."""
 
     file: str
     folder: str
     datasets: tuple[str, ...]
+    extras: tuple[str, ...] = ()
 
 
+_CELEBA_HQ = ("celeba-hq", "celeba-hq-by-number")
 PACKS: tuple[Pack, ...] = (
     Pack("cifar10-jpeg.tar.gz", "cifar10", ("cifar10",)),
     Pack("imagenette2-160.tar.gz", "imagenette2-160", ("imagenette",)),
-    Pack("celeba-hq-64.tar.gz", "celeba-hq-64", ("celeba-hq",)),
+    Pack("celeba-hq-64.tar.gz", "celeba-hq-64", _CELEBA_HQ, (SPLIT_FILE,)),
     Pack("celeba-aligned-1440.tar.gz", "celeba", ("celeba",)),
 )
-#: Datasets that torchvision can download (only with ``download=True``).
-DOWNLOADABLE = ("cifar10-torchvision", "cifar100", "svhn")
+#: Datasets that torchvision can download (only with ``download=True``) → the splits fetched.
+DOWNLOADABLE: dict[str, tuple[str, ...]] = {
+    "cifar10-torchvision": ("train", "test"),
+    "cifar100": ("train", "test"),
+    "svhn": ("train", "test", "extra"),  # extra: the paper trains on train+extra
+}
 
 
 def prepare(
@@ -81,8 +91,10 @@ def prepare(
         target.mkdir(parents=True, exist_ok=True)
         for pack in packs:
             report[pack.folder] = _prepare_pack(source, target, pack, sums, verify, progress)
+            if _copy_extras(source, target / pack.folder, pack, sums, verify):
+                report[pack.folder] += " (+ " + ", ".join(pack.extras) + ")"
     for name in downloads:
-        for split in ("train", "test"):
+        for split in DOWNLOADABLE[name]:
             build_dataset(name, split, root=target, download=True)
         report[name] = "downloaded"
     return report
@@ -157,6 +169,32 @@ def _prepare_pack(
     _extract(archive, target, pack.folder, progress)
     marker.write_text(f"{actual or 'unverified'}\n")
     return "extracted"
+
+
+def _copy_extras(source: Path, dest: Path, pack: Pack, sums: dict[str, str], verify: bool) -> bool:
+    """Copy ``pack.extras`` from ``source`` into ``dest`` where absent or different (checked
+    against ``SHA256SUMS`` first); whether any was copied."""
+    copied = False
+    for name in pack.extras:
+        origin, target = source / name, dest / name
+        if not origin.is_file():
+            raise DataError(f"{origin}: not found (it belongs beside {pack.file})")
+        expected = sums.get(name)
+        if verify and expected is None:
+            raise DataError(f"{source / SUMS_FILE}: no checksum for {name}")
+        actual = sha256_file(origin)
+        if verify and actual != expected:
+            raise DataError(
+                f"{origin}: checksum mismatch (SHA256SUMS says {expected}, file is {actual}); "
+                "copy it again"
+            )
+        if target.is_file() and sha256_file(target) == actual:
+            continue
+        tmp = target.with_name(f".{name}.tmp{os.getpid()}")
+        shutil.copyfile(origin, tmp)
+        os.replace(tmp, target)
+        copied = True
+    return copied
 
 
 def _extract(archive: Path, target: Path, folder: str, progress: bool) -> None:

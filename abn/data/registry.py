@@ -18,13 +18,13 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from abn.data.celeba import CelebA
-from abn.data.celeba_hq import CelebAHQ
+from abn.data.celeba_hq import CelebAHQ, CelebAHQByNumber
 from abn.data.errors import DataError
 from abn.data.folder import ImageFolderDataset, find_classes
 from abn.data.images import is_image_file
 from abn.data.paths import resolve_root
+from abn.data.recipes import build_transform
 from abn.data.torchvision_sets import TorchvisionDataset
-from abn.data.transforms import build_transform
 
 Task = Literal["multiclass", "multilabel"]
 Transform = Callable[[Any], Any]
@@ -105,7 +105,7 @@ class DatasetInfo:
     description: str = ""
 
     def transform(self, train: bool) -> v2.Compose:
-        """This dataset's default preprocessing (see :func:`abn.data.transforms.build_transform`)."""
+        """This dataset's default preprocessing (see :func:`abn.data.recipes.build_transform`)."""
         return build_transform(self.recipe, train, self.input_size, self.mean, self.std)
 
 
@@ -218,6 +218,12 @@ def _celeba_hq(root: Path, split: str, transform: Transform | None, download: bo
     return CelebAHQ(root / "celeba-hq-64", split, transform)
 
 
+def _celeba_hq_by_number(
+    root: Path, split: str, transform: Transform | None, download: bool
+) -> Dataset:
+    return CelebAHQByNumber(root / "celeba-hq-64", split, transform)
+
+
 _CIFAR = {"input_size": (32, 32), "recipe": "cifar"}
 _IMAGENET = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
@@ -248,8 +254,9 @@ register_dataset(
 )  # fmt: skip
 register_dataset(
     _info("svhn", SVHN_CLASSES, mean=SVHN_MEAN, std=SVHN_STD, folder="svhn",
-          splits=("train", "test", "extra"), train_split="train", eval_split="test",
-          description="SVHN cropped digits (torchvision's .mat files)", **_CIFAR),
+          splits=("train", "test", "extra", "train+extra"), train_split="train", eval_split="test",
+          description="SVHN cropped digits (torchvision's .mat files); the paper trains on "
+          "train+extra", **_CIFAR),
     _torchvision_builder("svhn"), downloadable=True,
 )  # fmt: skip
 register_dataset(
@@ -275,12 +282,19 @@ register_dataset(
           description="aligned CelebA, original files (40 attributes)", **_IMAGENET),
     _celeba,
 )  # fmt: skip
+_CELEBA_HQ = {"input_size": (64, 64), "recipe": "celeba", "folder": "celeba-hq-64",
+              "task": "multilabel", "splits": ("train", "val", "test"), **_IMAGENET}  # fmt: skip
 register_dataset(
-    _info("celeba-hq", CELEBA_ATTRIBUTES, input_size=(64, 64), recipe="celeba",
-          folder="celeba-hq-64", task="multilabel", splits=("train", "val", "test"),
-          description="CelebA-HQ 64 px with CelebAMask-HQ attributes; fixed split by image number",
-          **_IMAGENET),
+    _info("celeba-hq", CELEBA_ATTRIBUTES,
+          description="CelebA-HQ 64 px with CelebAMask-HQ attributes; CelebA's official "
+          "identity-disjoint split (celeba-hq-64-split.txt)", **_CELEBA_HQ),
     _celeba_hq,
+)  # fmt: skip
+register_dataset(
+    _info("celeba-hq-by-number", CELEBA_ATTRIBUTES,
+          description="CelebA-HQ 64 px, the old split by image number (train 1-24,000, val "
+          "24,001-27,000, test 27,001-30,000; not identity-disjoint)", **_CELEBA_HQ),
+    _celeba_hq_by_number,
 )  # fmt: skip
 
 

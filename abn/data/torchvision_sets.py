@@ -4,6 +4,9 @@ Thin wrappers over ``torchvision.datasets`` that never download unless asked
 (``download=True``) and turn "not found" into a :class:`DataError` naming the folder.
 Files live directly under the data root, where torchvision puts them:
 ``<root>/cifar-10-batches-py``, ``<root>/cifar-100-python``, ``<root>/svhn/*.mat``.
+
+SVHN's ``train+extra`` split is its ``train`` (73,257 images) followed by ``extra`` (531,131):
+the 604,388 training images the ABN paper trains on.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 from torchvision import datasets
 from torchvision.transforms.v2.functional import pil_to_tensor
 
@@ -25,7 +28,7 @@ Transform = Callable[[Any], Any]
 TORCHVISION_SETS: dict[str, tuple[type, str, tuple[str, ...]]] = {
     "cifar10-torchvision": (datasets.CIFAR10, "cifar-10-batches-py", ("train", "test")),
     "cifar100": (datasets.CIFAR100, "cifar-100-python", ("train", "test")),
-    "svhn": (datasets.SVHN, "svhn", ("train", "test", "extra")),
+    "svhn": (datasets.SVHN, "svhn", ("train", "test", "extra", "train+extra")),
 }
 
 
@@ -53,12 +56,10 @@ class TorchvisionDataset(Dataset):
         self.name, self.split, self.transform = name, split, transform
         self.root = Path(root)
         self.location = self.root / folder
-        self.base = self._build(cls, split, download)
-        targets = getattr(self.base, "targets", None)
-        if targets is None:
-            targets = getattr(self.base, "labels", [])
-        self.targets = [int(t) for t in targets]
-        self.classes = list(getattr(self.base, "classes", [str(i) for i in range(10)]))
+        parts = [self._build(cls, part, download) for part in split.split("+")]
+        self.base = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        self.targets = [int(t) for part in parts for t in _targets(part)]
+        self.classes = list(getattr(parts[0], "classes", [str(i) for i in range(10)]))
 
     def _build(self, cls: type, split: str, download: bool) -> Any:
         if cls is datasets.SVHN:
@@ -91,3 +92,9 @@ class TorchvisionDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}, {self.split}, {len(self)} images)"
+
+
+def _targets(base: Any) -> Any:
+    """A torchvision dataset's labels (``targets``, or SVHN's ``labels``)."""
+    targets = getattr(base, "targets", None)
+    return getattr(base, "labels", []) if targets is None else targets

@@ -10,7 +10,14 @@ import torch
 from PIL import Image
 
 from abn.data.celeba import CelebA, parse_attribute_file
-from abn.data.celeba_hq import SPLITS, CelebAHQ, split_of
+from abn.data.celeba_hq import (
+    NUMBER_RANGES,
+    SPLIT_FILE,
+    CelebAHQ,
+    CelebAHQByNumber,
+    parse_split_file,
+    split_of,
+)
 from abn.data.errors import DataError
 from abn.data.registry import CELEBA_ATTRIBUTES
 
@@ -54,22 +61,63 @@ def test_celeba_sample_has_no_train_split(data_root: Path) -> None:
     assert "list_eval_partition.txt" in str(info.value)
 
 
-def test_celeba_hq_split(data_root: Path) -> None:
+def read_split_file(path: Path) -> dict[str, tuple[str, str]]:
+    """``N.jpg`` → (partition, identity), read straight from the split file."""
+    lines = path.read_text().splitlines()
+    assert lines[0].split() == ["file", "orig_file", "partition", "identity"]
+    return {f[0]: (f[2], f[3]) for f in (line.split() for line in lines[1:])}
+
+
+def test_split_file_beside_the_packs_is_identity_disjoint(packs_dir: Path) -> None:
+    """CelebA's official partition as the packs hold it: 24,183/2,993/2,824 images and no
+    person in two partitions."""
+    rows = read_split_file(packs_dir / SPLIT_FILE)
+    assert len(rows) == 30_000
+    people: dict[str, set[str]] = {"0": set(), "1": set(), "2": set()}
+    for partition, identity in rows.values():
+        people[partition].add(identity)
+    counts = {p: sum(1 for q, _ in rows.values() if q == p) for p in people}
+    assert counts == {"0": 24_183, "1": 2_993, "2": 2_824}
+    assert not people["0"] & people["1"] and not people["0"] & people["2"]
+    assert not people["1"] & people["2"]
+
+
+def test_celeba_hq_official_split(data_root: Path, packs_dir: Path) -> None:
     root = data_root / "celeba-hq-64"
+    assert (root / SPLIT_FILE).read_bytes() == (packs_dir / SPLIT_FILE).read_bytes()  # prepared
     parts = {s: CelebAHQ(root, s) for s in ("train", "val", "test")}
-    assert {s: len(d) for s, d in parts.items()} == {"train": 24_000, "val": 3_000, "test": 3_000}
-    numbers = {s: {int(f.split(".")[0]) for f in d.files} for s, d in parts.items()}
-    assert not numbers["train"] & numbers["test"] and not numbers["train"] & numbers["val"]
-    for split, (lo, hi) in SPLITS.items():
-        assert min(numbers[split]) == lo and max(numbers[split]) == hi
-    assert 30000 in numbers["test"]
-    # every attribute has positives in every part
-    for d in parts.values():
+    assert {s: len(d) for s, d in parts.items()} == {"train": 24_183, "val": 2_993, "test": 2_824}
+    rows = read_split_file(packs_dir / SPLIT_FILE)
+    for split, partition in (("train", "0"), ("val", "1"), ("test", "2")):
+        assert {rows[f][0] for f in parts[split].files} == {partition}
+        assert parts[split].identities == [int(rows[f][1]) for f in parts[split].files]
+    ids = {s: set(d.identities) for s, d in parts.items()}
+    assert not ids["train"] & ids["test"] and not ids["train"] & ids["val"]
+    assert not ids["val"] & ids["test"]
+    assert len(CelebAHQ(root, "all")) == 30_000
+    for d in parts.values():  # every attribute has positives in every part (Blurry: 9 in test)
         assert (d.attributes.sum(0) > 0).all()
     image, target = parts["test"][0]
     assert image.shape == (3, 64, 64)
     anno = root / "CelebAMask-HQ-attribute-anno.txt"
     assert target.tolist() == row_of(anno, parts["test"].files[0])
+
+
+def test_celeba_hq_by_number_split_unchanged(data_root: Path) -> None:
+    root = data_root / "celeba-hq-64"
+    parts = {s: CelebAHQByNumber(root, s) for s in ("train", "val", "test")}
+    assert {s: len(d) for s, d in parts.items()} == {"train": 24_000, "val": 3_000, "test": 3_000}
+    numbers = {s: {int(f.split(".")[0]) for f in d.files} for s, d in parts.items()}
+    for split, (lo, hi) in NUMBER_RANGES.items():
+        assert numbers[split] == set(range(lo, hi + 1))
+    assert 30000 in numbers["test"]
+    # every attribute has positives in every part
+    for d in parts.values():
+        assert (d.attributes.sum(0) > 0).all()
+    image, target = parts["test"][0]
+    assert image.shape == (3, 64, 64) and parts["test"].files[0] == "27001.jpg"
+    anno = root / "CelebAMask-HQ-attribute-anno.txt"
+    assert target.tolist() == row_of(anno, "27001.jpg")
 
 
 def test_celeba_hq_split_of() -> None:
@@ -197,10 +245,69 @@ def test_full_size_attribute_file_parses(tmp_path: Path) -> None:
     assert table.values[:, -1].all() and not table.values[:, :-1].any()
 
 
+def make_hq(root: Path, split_lines: list[str] | None) -> Path:
+    """A tiny CelebA-HQ folder: 3 images, their attributes and (unless ``None``) a split file."""
+    (root / "images").mkdir(parents=True)
+    values = " ".join(["1"] * 40)
+    names = ["1.jpg", "2.jpg", "3.jpg"]
+    for name in names:
+        Image.new("RGB", (8, 8), (90, 60, 30)).save(root / "images" / name)
+    rows = "".join(f"{n} {values}\n" for n in names)
+    (root / "CelebAMask-HQ-attribute-anno.txt").write_text(f"3\n{NAMES_LINE}\n{rows}")
+    if split_lines is not None:
+        header = "file orig_file partition identity\n"
+        (root / SPLIT_FILE).write_text(header + "".join(f"{x}\n" for x in split_lines))
+    return root
+
+
+SPLIT_LINES = ["1.jpg 000010.jpg 0 7", "2.jpg 000020.jpg 2 9", "3.jpg 000030.jpg 0 7"]
+
+
+def test_celeba_hq_reads_the_split_file(tmp_path: Path) -> None:
+    root = make_hq(tmp_path / "hq", SPLIT_LINES)
+    train, test = CelebAHQ(root, "train"), CelebAHQ(root, "test")
+    assert (train.files, train.identities) == (["1.jpg", "3.jpg"], [7, 7])
+    assert (test.files, len(CelebAHQ(root, "val"))) == (["2.jpg"], 0)
+    assert CelebAHQByNumber(root, "train").files == ["1.jpg", "2.jpg", "3.jpg"]
+
+
+def test_celeba_hq_without_its_split_file_says_how_to_get_it(tmp_path: Path) -> None:
+    root = make_hq(tmp_path / "hq", None)
+    with pytest.raises(DataError) as info:
+        CelebAHQ(root, "test")
+    message = str(info.value)
+    assert str(root / SPLIT_FILE) in message and "abn data prepare --only celeba-hq" in message
+    assert "celeba-hq-by-number" in message
+    assert len(CelebAHQByNumber(root, "train")) == 3  # the numbered split needs no file
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        ("2.jpg 000020.jpg 5 9", "partition '5' is not 0, 1 or 2"),
+        ("2.jpg 000020.jpg 2", "expected 'N.jpg <orig_file> <0|1|2> <identity>'"),
+        ("2.jpg 000020.jpg 2 x", "identity 'x' is not a number"),
+        ("1.jpg 000010.jpg 0 7", "image 1.jpg is listed twice"),
+    ],
+)
+def test_celeba_hq_bad_split_line(tmp_path: Path, line: str, match: str) -> None:
+    root = make_hq(tmp_path / "hq", [*SPLIT_LINES[:1], line, *SPLIT_LINES[2:]])
+    with pytest.raises(DataError, match=re.escape(match)) as info:
+        CelebAHQ(root, "train")
+    assert f"{root / SPLIT_FILE}, line 3" in str(info.value)
+
+
+def test_celeba_hq_image_missing_from_the_split_file(tmp_path: Path) -> None:
+    root = make_hq(tmp_path / "hq", SPLIT_LINES[:2])
+    with pytest.raises(DataError, match=r"line 5: image 3.jpg has no line in .*split"):
+        CelebAHQ(root, "train")
+    assert set(parse_split_file(root / SPLIT_FILE)) == {"1.jpg", "2.jpg"}
+
+
 def test_celeba_hq_bad_name(tmp_path: Path) -> None:
     root = tmp_path / "hq"
     (root / "images").mkdir(parents=True)
     values = " ".join(["1"] * 40)
     (root / "CelebAMask-HQ-attribute-anno.txt").write_text(f"1\n{NAMES_LINE}\nface.png {values}\n")
     with pytest.raises(DataError, match="line 3: image name 'face.png'"):
-        CelebAHQ(root, "train")
+        CelebAHQByNumber(root, "train")

@@ -72,6 +72,45 @@ def test_missing_sums_and_pack(tiny_packs: Path, tmp_path: Path) -> None:
         prepare(tiny_packs, tmp_path / "r", only=["cifar10"], verify=False, progress=False)
 
 
+def hq_packs(tmp_path: Path, split_text: bytes = b"file orig_file partition identity\n") -> Path:
+    """A packs folder with a fake celeba-hq pack and the split file beside it, checksummed."""
+    packs = tmp_path / "packs"
+    digest = make_pack(packs, "celeba-hq-64.tar.gz", "celeba-hq-64", {"a.txt": b"1"})
+    (packs / "celeba-hq-64-split.txt").write_bytes(split_text)
+    split_sum = hashlib.sha256(split_text).hexdigest()
+    (packs / "SHA256SUMS").write_text(
+        f"{digest}  celeba-hq-64.tar.gz\n{split_sum}  celeba-hq-64-split.txt\n"
+    )
+    return packs
+
+
+def test_the_split_file_beside_a_pack_is_copied_into_its_folder(tmp_path: Path) -> None:
+    packs, root = hq_packs(tmp_path), tmp_path / "root"
+    split = root / "celeba-hq-64" / "celeba-hq-64-split.txt"
+    report = prepare(packs, root, only=["celeba-hq-by-number"], progress=False)
+    assert report == {"celeba-hq-64": "extracted (+ celeba-hq-64-split.txt)"}
+    assert split.read_bytes() == (packs / "celeba-hq-64-split.txt").read_bytes()
+    assert prepare(packs, root, only=["celeba-hq"], progress=False) == {
+        "celeba-hq-64": "already prepared"
+    }
+    split.unlink()  # a folder extracted before the split file existed gets it too
+    assert prepare(packs, root, only=["celeba-hq"], progress=False) == {
+        "celeba-hq-64": "already prepared (+ celeba-hq-64-split.txt)"
+    }
+    assert split.is_file()
+
+
+def test_a_corrupt_or_missing_split_file_is_refused(tmp_path: Path) -> None:
+    packs = hq_packs(tmp_path)
+    (packs / "celeba-hq-64-split.txt").write_bytes(b"changed\n")
+    with pytest.raises(DataError, match="celeba-hq-64-split.txt: checksum mismatch"):
+        prepare(packs, tmp_path / "root", only=["celeba-hq"], progress=False)
+    (packs / "celeba-hq-64-split.txt").unlink()
+    with pytest.raises(DataError, match="celeba-hq-64-split.txt: not found"):
+        prepare(packs, tmp_path / "root", only=["celeba-hq"], progress=False)
+    assert not (tmp_path / "root" / "celeba-hq-64" / "celeba-hq-64-split.txt").exists()
+
+
 def test_rejects_entries_outside_folder(tmp_path: Path) -> None:
     packs = tmp_path / "packs"
     make_pack(packs, "celeba-aligned-1440.tar.gz", "elsewhere", {"x": b"1"})
@@ -89,7 +128,7 @@ def test_selection_and_download_gate(tmp_path: Path, monkeypatch: pytest.MonkeyP
         prep, "build_dataset", lambda n, s, root, download: calls.append((n, s, download))
     )
     assert prepare(tmp_path, tmp_path, only=["svhn"], download=True) == {"svhn": "downloaded"}
-    assert calls == [("svhn", "train", True), ("svhn", "test", True)]
+    assert calls == [("svhn", "train", True), ("svhn", "test", True), ("svhn", "extra", True)]
 
 
 def test_real_packs_prepared(data_root: Path, packs_dir: Path) -> None:
@@ -99,3 +138,5 @@ def test_real_packs_prepared(data_root: Path, packs_dir: Path) -> None:
     assert set(report.values()) == {"already prepared"} and len(report) == len(PACKS)
     assert (data_root / "cifar10" / "train" / "airplane").is_dir()
     assert (data_root / "celeba" / "list_attr_celeba.txt").is_file()
+    split = "celeba-hq-64-split.txt"
+    assert (data_root / "celeba-hq-64" / split).read_bytes() == (packs_dir / split).read_bytes()

@@ -20,7 +20,7 @@ from abn.data.registry import (
 
 REQUIRED = {
     "cifar10", "cifar10-torchvision", "cifar100", "svhn", "imagenette", "imagefolder", "celeba",
-    "celeba-hq",
+    "celeba-hq", "celeba-hq-by-number",
 }  # fmt: skip
 
 
@@ -47,7 +47,7 @@ def test_published_values() -> None:
     nette = dataset_info("imagenette")
     assert nette.class_names[:2] == ("tench", "English springer")
     assert nette.mean == (0.485, 0.456, 0.406) and nette.recipe == "imagenet"
-    for name in ("celeba", "celeba-hq"):
+    for name in ("celeba", "celeba-hq", "celeba-hq-by-number"):
         info = dataset_info(name)
         assert info.task == "multilabel" and info.num_classes == 40
         assert info.class_names[-1] == "Young" and info.mean == nette.mean
@@ -58,7 +58,8 @@ def test_build_real_packs(data_root: Path) -> None:
         ("cifar10", "train"): (50_000, (3, 32, 32)),
         ("imagenette", "train"): (9_469, (3, 160, 160)),
         ("celeba", "test"): (660, (3, 218, 178)),
-        ("celeba-hq", "val"): (3_000, (3, 64, 64)),
+        ("celeba-hq", "val"): (2_993, (3, 64, 64)),
+        ("celeba-hq-by-number", "val"): (3_000, (3, 64, 64)),
     }
     for (name, split), (n, shape) in expect.items():
         ds = build_dataset(name, split, root=data_root)

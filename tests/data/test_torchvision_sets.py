@@ -67,3 +67,27 @@ def test_svhn_split_check(tmp_path: Path) -> None:
         TorchvisionDataset("svhn", tmp_path, "val")
     with pytest.raises(DataError, match=str(tmp_path / "svhn")):
         TorchvisionDataset("svhn", tmp_path, "extra")
+
+
+def write_svhn(folder: Path, split: str, labels: list[int]) -> None:
+    """``<split>_32x32.mat`` as torchvision's SVHN reads it (X: 32×32×3×N, y: N×1, 10 for 0)."""
+    from scipy.io import savemat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x = np.full((32, 32, 3, len(labels)), len(labels), dtype=np.uint8)
+    y = np.array([[label or 10] for label in labels], dtype=np.uint8)
+    savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
+
+
+def test_svhn_train_plus_extra_is_both_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paper's SVHN training set: ``train`` followed by ``extra``."""
+    write_svhn(tmp_path / "svhn", "train", [1, 2, 0])
+    write_svhn(tmp_path / "svhn", "extra", [5, 6])
+    monkeypatch.setattr(datasets.SVHN, "_check_integrity", lambda self: True)
+    both = build_dataset("svhn", "train+extra", root=tmp_path)
+    assert len(both) == 5 and both.targets == [1, 2, 0, 5, 6]
+    assert [int(both[i][1]) for i in range(5)] == both.targets
+    assert int(both[3][0][0, 0, 0]) == 2 and int(both[0][0][0, 0, 0]) == 3  # extra's pixels
+    assert len(build_dataset("svhn", "train", root=tmp_path)) == 3
