@@ -2,7 +2,8 @@
 
 ``evaluate(model, batches)`` runs any model of the zoo over ``(x, y)`` batches and returns an
 :class:`EvalResult`; counts are summed across ``torchrun`` processes. ``abn eval`` (see
-:mod:`abn.cli`) wraps it for a checkpoint and a dataset split.
+:mod:`abn.cli`) wraps it for a checkpoint and a dataset split; :func:`compare` pairs two results
+on the same images (McNemar's exact test, Holm over attributes, a bootstrap interval).
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from abn.data.memory import deterministic_subset
+from abn.distributed import all_reduce_sum, is_distributed
 from abn.models import ModelOutput
 from abn.precision import autocast_for, resolve_precision, use_channels_last
+from abn.stats import ALPHA, RESAMPLES, holm, mcnemar_exact, paired_bootstrap_ci
 
 
 @dataclass
@@ -27,6 +32,9 @@ class EvalResult:
     n: int
     metrics: dict[str, float] = field(default_factory=dict)
     per_attribute: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Per image, whether the perception branch was right: N (top-1) or N×T (attributes), in
+    #: the order the images were read; ``None`` after a multi-process evaluation.
+    correct: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.n, **self.metrics}
@@ -35,11 +43,12 @@ class EvalResult:
         return out
 
 
-def _topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> list[int]:
+def _topk_hits(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+    """B×len(ks): whether each image's label is among its top-k classes."""
     k_max = min(max(ks), logits.shape[1])
     top = logits.topk(k_max, dim=1).indices
     hits = top.eq(target.view(-1, 1))
-    return [int(hits[:, : min(k, k_max)].any(dim=1).sum()) for k in ks]
+    return torch.stack([hits[:, : min(k, k_max)].any(dim=1) for k in ks], dim=1)
 
 
 def attribute_predictions(logits: torch.Tensor) -> torch.Tensor:
@@ -60,6 +69,7 @@ class Accumulator:
         self.correct = torch.zeros(2, width, dtype=torch.float64)
         self.n = 0
         self.has_att = False
+        self.hits: list[torch.Tensor] | None = []  # the perception branch's, per image
 
     def update(self, output: ModelOutput, target: torch.Tensor) -> None:
         self.n += int(target.shape[0])
@@ -70,15 +80,19 @@ class Accumulator:
                 continue
             logits = logits.detach().float()
             if self.task == "multilabel":
-                hits = attribute_predictions(logits).eq(target.long()).sum(dim=0)
-                self.correct[row] += hits.cpu().double()
+                hits = attribute_predictions(logits).eq(target.long())
+                self.correct[row] += hits.sum(dim=0).cpu().double()
             else:
-                self.correct[row] += torch.tensor(_topk_correct(logits, target, (1, 5)))
+                topk = _topk_hits(logits, target, (1, 5))
+                self.correct[row] += topk.sum(dim=0).cpu().double()
+                hits = topk[:, 0]
+            if row == 0 and self.hits is not None:
+                self.hits.append(hits.cpu())
 
     def reduce(self) -> None:
-        """Sum counts over all processes (in place)."""
-        from abn.train.distributed import all_reduce_sum  # abn.train imports this module
-
+        """Sum counts over all processes (in place); per-image records stay single-process."""
+        if is_distributed():
+            self.hits = None  # each process saw a shard: the images are not paired any more
         packed = torch.cat([self.correct.flatten(), torch.tensor([self.n, int(self.has_att)])])
         packed = all_reduce_sum(packed.double())
         self.correct = packed[:-2].view_as(self.correct)
@@ -100,7 +114,8 @@ class Accumulator:
                 metrics[f"{branch}_top1_err"] = 100.0 - float(acc[row, 0])
                 if self.top5:
                     metrics[f"{branch}_top5_err"] = 100.0 - float(acc[row, 1])
-        return EvalResult(self.task, self.n, metrics, per_attribute)
+        hits = torch.cat(self.hits).numpy() if self.hits else None
+        return EvalResult(self.task, self.n, metrics, per_attribute, hits)
 
 
 @torch.no_grad()
@@ -291,7 +306,6 @@ def evaluate_checkpoint(
     from abn.data import build_dataset, dataset_info
     from abn.data.transforms import transform_for
     from abn.device import resolve_device
-    from abn.train.data import deterministic_subset
 
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
@@ -343,49 +357,187 @@ def write_card_metrics(checkpoint: str | Path, run: CheckpointEval) -> None:
 
 
 @dataclass
-class Comparison:
-    """A model against a baseline on the same images (Table 4 of the paper for attributes)."""
+class PairedTest:
+    """One row of a comparison (top-1, or one attribute): the 2×2 table and McNemar's test."""
 
-    rows: list[tuple[str, float, float]]  # (name, baseline, model) accuracies or errors
-    lower_is_better: bool
+    name: str
+    both: int  # images both models get right
+    model_only: int  # only the model gets right (McNemar's b)
+    baseline_only: int  # only the baseline gets right (McNemar's c)
+    neither: int
+    p: float  # McNemar's exact two-sided p-value
+    p_holm: float  # Holm-adjusted over the comparison's rows (= p for one row)
+
+    @property
+    def n(self) -> int:
+        return self.both + self.model_only + self.baseline_only + self.neither
+
+    @property
+    def model_acc(self) -> float:
+        return 100.0 * (self.both + self.model_only) / max(self.n, 1)
+
+    @property
+    def baseline_acc(self) -> float:
+        return 100.0 * (self.both + self.baseline_only) / max(self.n, 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "baseline_acc": self.baseline_acc, "model_acc": self.model_acc,
+                "difference": self.model_acc - self.baseline_acc, "both_right": self.both,
+                "model_only_right": self.model_only, "baseline_only_right": self.baseline_only,
+                "both_wrong": self.neither, "p_mcnemar": self.p, "p_holm": self.p_holm}  # fmt: skip
+
+
+@dataclass
+class Comparison:
+    """A model against a baseline on the same images (perception branches), paired image by image.
+
+    Single-label: one row, top-1. Multi-label: one row per attribute, whose McNemar p-values are
+    Holm-corrected over the attributes; ``wins``/``losses`` count the significant ones (Table 4's
+    "Odds", with a test). ``difference`` is model − baseline accuracy (the mean over attributes)
+    in points, ``ci`` its paired bootstrap 95% interval over images.
+    """
+
+    task: str
+    rows: list[PairedTest]
+    difference: float
+    ci: tuple[float, float]
+    resamples: int = RESAMPLES
+    seed: int = 0
+    alpha: float = ALPHA
+
+    @property
+    def n(self) -> int:
+        return self.rows[0].n if self.rows else 0
+
+    def _significant(self, sign: int) -> int:
+        return sum(
+            r.p_holm <= self.alpha and (r.model_only - r.baseline_only) * sign > 0
+            for r in self.rows
+        )
 
     @property
     def wins(self) -> int:
-        """Rows where the model beats the baseline: the "Odds" column of Table 4."""
-        if self.lower_is_better:
-            return sum(m < b for _, b, m in self.rows)
-        return sum(m > b for _, b, m in self.rows)
+        """Rows where the model is significantly better (McNemar, Holm, ``alpha``)."""
+        return self._significant(+1)
+
+    @property
+    def losses(self) -> int:
+        """Rows where the model is significantly worse."""
+        return self._significant(-1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task, "n": self.n, "alpha": self.alpha,
+            "accuracy_difference": self.difference, "ci95": list(self.ci),
+            "bootstrap": {"resamples": self.resamples, "seed": self.seed},
+            "test": "McNemar exact (two-sided binomial on the discordant pairs)"
+                    + (", Holm-corrected over the attributes" if self.task == "multilabel" else ""),
+            "significant_wins": self.wins, "significant_losses": self.losses,
+            "rows": [r.as_dict() for r in self.rows],
+        }  # fmt: skip
 
 
-def compare(model: EvalResult, baseline: EvalResult) -> Comparison:
-    """Row-by-row comparison of two results on the same split (perception branches)."""
+def compare(
+    model: EvalResult,
+    baseline: EvalResult,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    alpha: float = ALPHA,
+) -> Comparison:
+    """Pair two results image by image (same split, same images, same order)."""
     if model.task != baseline.task:
         raise ValueError(f"cannot compare a {model.task} result with a {baseline.task} one")
+    if model.correct is None or baseline.correct is None:
+        raise ValueError("a paired comparison needs per-image results of one process each")
+    if model.correct.shape != baseline.correct.shape:
+        raise ValueError(
+            f"the results are not of the same images: {model.correct.shape} vs "
+            f"{baseline.correct.shape} per-image results"
+        )
+    m, b = model.correct.astype(bool), baseline.correct.astype(bool)
     if model.task == "multilabel":
-        names = [n for n in model.per_attribute if n in baseline.per_attribute]
-        rows = [(n, baseline.per_attribute[n]["per"], model.per_attribute[n]["per"]) for n in names]
-        return Comparison(rows, lower_is_better=False)
+        names = list(model.per_attribute)
+        if names != list(baseline.per_attribute):
+            raise ValueError("the results are of different attributes")
+    else:
+        names, m, b = ["top-1"], m.reshape(-1, 1), b.reshape(-1, 1)
+    counts = np.stack([(m & b).sum(0), (m & ~b).sum(0), (~m & b).sum(0), (~m & ~b).sum(0)], 1)
+    p = [mcnemar_exact(int(only_m), int(only_b)) for _, only_m, only_b, _ in counts]
+    adjusted = holm(p)
     rows = [
-        (k, baseline.metrics[k], model.metrics[k])
-        for k in ("per_top1_err", "per_top5_err")
-        if k in model.metrics and k in baseline.metrics
+        PairedTest(name, *(int(c) for c in row), p_value, float(adj))
+        for name, row, p_value, adj in zip(names, counts, p, adjusted, strict=True)
     ]
-    return Comparison(rows, lower_is_better=True)
+    per_image = 100.0 * (m.astype(float) - b.astype(float)).mean(axis=1)
+    diff, low, high = paired_bootstrap_ci(per_image, resamples, seed)
+    return Comparison(model.task, rows, diff, (low, high), resamples, seed, alpha)
 
 
 def format_comparison(cmp: Comparison, model_label: str, baseline_label: str) -> str:
-    """Per-row table with the difference, the averages, and the number of wins ("Odds")."""
-    width = max([len(n) for n, _, _ in cmp.rows] + [9])
-    header = f"{'':<{width}}{baseline_label:>14}{model_label:>14}{'Δ':>9}"
-    lines = [header, "-" * len(header)]
-    for name, b, m in cmp.rows:
-        lines.append(f"{name:<{width}}{b:>13.2f}%{m:>13.2f}%{m - b:>+9.2f}")
-    if cmp.rows:
-        mb = sum(b for _, b, _ in cmp.rows) / len(cmp.rows)
-        mm = sum(m for _, _, m in cmp.rows) / len(cmp.rows)
-        lines += [
-            "-" * len(header),
-            f"{'average':<{width}}{mb:>13.2f}%{mm:>13.2f}%{mm - mb:>+9.2f}",
-        ]
-    lines.append(f"Odds ({model_label} better): {cmp.wins}/{len(cmp.rows)}")
+    """The paired comparison as text: the 2×2 table (single-label) or per-attribute tests."""
+    lines = [f"paired comparison on the same {cmp.n} images (perception branches)"]
+    if cmp.task == "multilabel":
+        lines += _attribute_lines(cmp, model_label, baseline_label)
+        what = "mean accuracy"
+    else:
+        lines += _table_lines(cmp.rows[0], model_label, baseline_label)
+        what = "top-1 accuracy"
+    mm = sum(r.model_acc for r in cmp.rows) / len(cmp.rows)
+    mb = sum(r.baseline_acc for r in cmp.rows) / len(cmp.rows)
+    lines += [
+        f"{what}: {model_label} {mm:.2f}%, {baseline_label} {mb:.2f}%; difference "
+        f"{cmp.difference:+.2f} points, 95% CI [{cmp.ci[0]:+.2f}, {cmp.ci[1]:+.2f}] "
+        f"(paired bootstrap over images, {cmp.resamples} resamples, seed {cmp.seed})",
+        _verdict(cmp, model_label, baseline_label),
+    ]
     return "\n".join(lines)
+
+
+def _table_lines(row: PairedTest, model_label: str, baseline_label: str) -> list[str]:
+    right, wrong = f"{baseline_label} right", f"{baseline_label} wrong"
+    width = max(len(model_label) + 6, 12)
+    w = max(len(right), 10) + 2
+    return [
+        f"{'':<{width}}{right:>{w}}{wrong:>{w}}",
+        f"{model_label + ' right':<{width}}{row.both:>{w}}{row.model_only:>{w}}",
+        f"{model_label + ' wrong':<{width}}{row.baseline_only:>{w}}{row.neither:>{w}}",
+    ]
+
+
+def _attribute_lines(cmp: Comparison, model_label: str, baseline_label: str) -> list[str]:
+    width = max([len(r.name) for r in cmp.rows] + [9])
+    header = (f"{'':<{width}}{baseline_label:>12}{model_label:>12}{'Δ':>8}"
+              f"{'only ' + model_label:>16}{'only ' + baseline_label:>16}{'p (Holm)':>10}")  # fmt: skip
+    lines = [header, "-" * len(header)]
+    for r in cmp.rows:
+        star = "*" if r.p_holm <= cmp.alpha else " "
+        lines.append(
+            f"{r.name:<{width}}{r.baseline_acc:>11.2f}%{r.model_acc:>11.2f}%"
+            f"{r.model_acc - r.baseline_acc:>+8.2f}{r.model_only:>16}{r.baseline_only:>16}"
+            f"{r.p_holm:>9.3g}{star}"
+        )
+    lines.append("-" * len(header))
+    return lines
+
+
+def _verdict(cmp: Comparison, model_label: str, baseline_label: str) -> str:
+    if cmp.task != "multilabel":
+        r = cmp.rows[0]
+        outcome = (
+            f"{model_label} significantly {'better' if r.model_only > r.baseline_only else 'worse'}"
+            if r.p <= cmp.alpha
+            else "no significant difference"
+        )
+        return (
+            f"McNemar's exact test: {r.model_only} images only {model_label} gets right, "
+            f"{r.baseline_only} only {baseline_label}; p = {r.p:.3g}: {outcome} at alpha {cmp.alpha}"
+        )
+    higher = sum(r.model_only > r.baseline_only for r in cmp.rows)
+    lower = sum(r.model_only < r.baseline_only for r in cmp.rows)
+    rest = len(cmp.rows) - cmp.wins - cmp.losses
+    return (
+        f"McNemar's exact test per attribute, Holm-corrected over {len(cmp.rows)} attributes "
+        f"(* p <= {cmp.alpha}): {model_label} significantly better on {cmp.wins}, worse on "
+        f"{cmp.losses}, no significant difference on {rest} (before testing: higher on {higher}, "
+        f"level on {len(cmp.rows) - higher - lower}, lower on {lower})"
+    )

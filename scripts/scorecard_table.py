@@ -1,5 +1,8 @@
 """Print Markdown tables (for README.md) from ``python -m abn scorecard`` output folders.
 
+Per folder: the per-method means with their 95% intervals, then each method's paired difference
+from the ABN map on the same images (``differences.csv``, else computed from ``scorecard.csv``).
+
 python scripts/scorecard_table.py artifacts/scorecard/cifar10 artifacts/scorecard/imagenette
 """
 
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from abn.metrics.scorecard import LABELS
+from abn.metrics.scorecard import ALPHA, LABELS, paired_differences
 
 DECIMALS = {"avg_drop": 1, "increase": 1}
 COLUMNS = [  # summary column, header, decimals
@@ -70,11 +73,47 @@ def table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def differences(folder: Path) -> pd.DataFrame | None:
+    """The folder's paired differences, or ``None`` when it has no per-image scores."""
+    if (folder / "differences.csv").exists():
+        return pd.read_csv(folder / "differences.csv", keep_default_na=False, na_values=[""])
+    if (folder / "scorecard.csv").exists():
+        return paired_differences(pd.read_csv(folder / "scorecard.csv"))
+    return None
+
+
+def difference_table(diffs: pd.DataFrame) -> str:
+    """Methods × metrics: mean difference from the reference ± its paired 95% half-width, with
+    ``*`` where the paired t-test is significant after Holm."""
+    if diffs.empty:
+        return ""
+    reference = diffs["reference"].iloc[0]
+    metrics = [m for m in LABELS if m in set(diffs["metric"])]
+    head = [f"method − {reference}", "n", *(LABELS[m] for m in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, rows in diffs.groupby("method", sort=False):
+        by_metric = rows.set_index("metric")
+        cells = [method, str(int(rows["n"].min()))]
+        for m in metrics:
+            r = by_metric.loc[m]
+            d = DECIMALS.get(m, 3)
+            star = " *" if r["p_holm"] <= ALPHA else ""
+            cells.append(f"{r['difference']:+.{d}f} ± {r['ci95']:.{d}f}{star}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Paired on the same images: ± is the 95% t half-width of the mean difference; "
+              f"* the paired t-test is significant at {ALPHA} after Holm over the "
+              f"{len(diffs)} tests."]  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
     for folder in parser.parse_args().folders:
         print(f"**{folder.name}**\n\n{table(folder)}\n")
+        diffs = differences(folder)
+        if diffs is not None and not diffs.empty:
+            print(f"{difference_table(diffs)}\n")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from torch import nn
 
 from .confidence import confidence_change, road
 from .perturbation import perturbation_curves
-from .stats import mean_ci
+from .stats import ALPHA, holm, mean_ci, paired_t
 
 METRICS = ("deletion", "insertion", "confidence", "road")
 HIGHER_IS_BETTER = {
@@ -168,3 +168,72 @@ def format_summary(summary: pd.DataFrame) -> str:
     widths = [max(len(x) for x in col) for col in zip(head, *lines, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*head)] + [fmt.format(*cells) for cells in lines])
+
+
+def reference_method(table: pd.DataFrame) -> str:
+    """The method the others are compared with: ABN's attention map, else the first one."""
+    methods = list(dict.fromkeys(table["method"]))
+    if not methods:
+        raise ValueError("the scorecard table is empty")
+    return next((m for m in methods if m.split(" ")[0] == "abn"), methods[0])
+
+
+def paired_differences(table: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
+    """Every method against ``reference`` (default: :func:`reference_method`) on the same images.
+
+    One row per method and metric: the mean of (method − reference) over the images both were
+    scored on, its paired 95% t-interval, the paired t-test's two-sided p-value, the p-value
+    Holm-adjusted over all the rows, and which of the two is significantly better (α = 0.05;
+    empty when neither is).
+    """
+    reference = reference or reference_method(table)
+    if reference not in set(table["method"]):
+        raise ValueError(f"no method {reference!r} in the scorecard table")
+    metric_cols = [c for c in HIGHER_IS_BETTER if c in table.columns]
+    ref = table[table["method"] == reference].set_index("image")[metric_cols]
+    rows = []
+    for method in dict.fromkeys(table["method"]):
+        if method == reference:
+            continue
+        other = table[table["method"] == method].set_index("image")[metric_cols]
+        paired = other.merge(ref, left_index=True, right_index=True, suffixes=("", "_ref"))
+        for col in metric_cols:
+            mean, half, p, n = paired_t(paired[col] - paired[f"{col}_ref"])
+            rows.append({"method": method, "reference": reference, "metric": col, "n": n,
+                         "difference": mean, "ci95": half, "ci_low": mean - half,
+                         "ci_high": mean + half, "p": p})  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["method", "reference", "metric", "n", "difference",
+                                        "ci95", "ci_low", "ci_high", "p"])  # fmt: skip
+    tested = frame["p"].notna()
+    frame["p_holm"] = float("nan")
+    frame.loc[tested, "p_holm"] = holm(frame.loc[tested, "p"].to_numpy())
+    frame["better"] = [_better(r) for r in frame.itertuples()]
+    return frame
+
+
+def _better(row) -> str:
+    if not row.p_holm <= ALPHA or row.difference == 0:
+        return ""
+    method_higher = row.difference > 0
+    return row.method if method_higher == HIGHER_IS_BETTER[row.metric] else row.reference
+
+
+def format_differences(diffs: pd.DataFrame) -> str:
+    """A plain-text table of :func:`paired_differences`."""
+    if diffs.empty:
+        return ""
+    reference = diffs["reference"].iloc[0]
+    head = ["method", "metric", "n", f"Δ vs {reference}", "95% CI", "p (Holm)", "better"]
+    lines = []
+    for r in diffs.itertuples():
+        interval = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]" if r.ci95 == r.ci95 else "—"
+        p_text = (
+            "—" if r.p_holm != r.p_holm else ("<0.001" if r.p_holm < 0.001 else f"{r.p_holm:.3f}")
+        )
+        lines.append([r.method, LABELS[r.metric], str(r.n), f"{r.difference:+.3f}", interval, p_text,
+                      r.better or "—"])  # fmt: skip
+    widths = [max(len(x) for x in col) for col in zip(head, *lines, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    title = (f"paired differences (method − {reference}, same images): mean, 95% t-interval, "
+             f"paired t-test Holm-adjusted over {len(diffs)} tests, better at α = {ALPHA}")  # fmt: skip
+    return "\n".join([title, fmt.format(*head)] + [fmt.format(*cells) for cells in lines])

@@ -19,7 +19,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from abn.data import build_dataset, dataset_info
-from abn.data.memory import EpochState, epoch_seed, fit_for, load_into_memory
+from abn.data.memory import (
+    EpochState,
+    deterministic_subset,
+    epoch_seed,
+    fit_for,
+    load_into_memory,
+)
 from abn.data.registry import DatasetInfo, is_tree, tree_root_problem
 from abn.data.transforms import build_transform
 
@@ -155,14 +161,6 @@ def _stored_size(recipe: str, size: tuple[int, int]) -> tuple[int, int]:
         side = round(max(size) * 256 / 224)
         return (side, side)
     return size
-
-
-def deterministic_subset(n: int, limit: int | None) -> list[int] | None:
-    """The same sample :mod:`abn.data.memory` takes: seed-0 permutation's first ``limit``, sorted."""
-    if limit is None or limit >= n:
-        return None
-    g = torch.Generator().manual_seed(0)
-    return torch.randperm(n, generator=g)[:limit].sort().values.tolist()
 
 
 def _folder_batches(

@@ -1,4 +1,7 @@
-"""Multi-process training under ``torchrun``: process group, rank helpers, metric reduction.
+"""Multi-process training under ``torchrun``: process group, rank helpers.
+
+Summing metrics over the processes is :func:`abn.distributed.all_reduce_sum` (evaluation uses it
+too).
 
 ``torchrun --nproc_per_node N -m abn train ...`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``;
 :func:`setup` joins the group (nccl on GPU, gloo on CPU). Without those variables everything
@@ -52,14 +55,6 @@ def setup(device: torch.device) -> DistInfo:
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over all processes (identity for one process)."""
-    if dist.is_available() and dist.is_initialized():
-        values = values.clone()
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
 
 
 def barrier() -> None:

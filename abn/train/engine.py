@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from abn.distributed import all_reduce_sum
 from abn.evaluate import attribute_predictions
 from abn.precision import autocast_for
 
-from .distributed import all_reduce_sum
 from .loss import abn_loss
 
 # sums kept on the device during an epoch (no host sync per step)

@@ -50,8 +50,19 @@ def test_scorecard_writes_tables_and_summary(checkpoints, data_root, tmp_path, c
             assert line[col] == pytest.approx(rows[col].mean())
             half = stats.t.ppf(0.975, 5) * rows[col].std(ddof=1) / 6**0.5
             assert line[f"{col}_ci95"] == pytest.approx(half)
+    # each other method against the ABN map, image by image (paired t), in differences.csv
+    diffs = pd.read_csv(tmp_path / "differences.csv")
+    assert set(diffs["method"]) == {"cam (cam)", "gradcam (plain)", "gradcam (abn)"}
+    assert (diffs["reference"] == "abn (abn)").all()
+    by = table.set_index(["method", "image"])
+    for r in diffs.itertuples():
+        d = by.loc[r.method][r.metric] - by.loc["abn (abn)"][r.metric]
+        assert r.n == 6 and r.difference == pytest.approx(d.mean())
+        if d.std() > 0:
+            assert r.p == pytest.approx(stats.ttest_1samp(d, 0).pvalue, rel=1e-4)  # float32 scores
     out = capsys.readouterr().out
     assert "deletion_auc ↓" in out and "sanity abn (abn)" in out and "intervention inverted" in out
+    assert "paired differences (method − abn (abn), same images)" in out
     checks = json.loads((tmp_path / "checks.json").read_text())
     assert {d["n"] for d in checks["intervention"].values()} == {6}  # both batches of 3
 
