@@ -1,18 +1,33 @@
-"""t-SNE of perception-branch features (Fig. 6 of the paper), cached on disk.
+"""Fig. 6 of the paper: t-SNE of the perception branch's last-stage features, cached on disk,
+and how well they cluster by class.
 
-For a model and a dataset split, :func:`compute_embedding` pools (GAP) every image's feature maps
-``g(x)`` and, for ABN, the attended ones ``g'(x)``, projects each set to 2-D with t-SNE, and
-stores everything with the predictions in one ``.npz`` file under
+Fig. 6 embeds "the feature maps at the final layer on residual block 4": the output of the
+perception branch's body (the network's last stage, before GAP and the classifier; VGG: pool5,
+before its fully connected layers). :func:`perception_features` pools them (GAP) per image in
+two settings, named by the branch's input:
+
+- :data:`WITHOUT_ATTENTION` (``"perception_g"``): the branch run on g(x). For a plain model this
+  is simply its last stage (Fig. 6 left); for an ABN, its perception branch with no attention map
+  applied (Fig. 6 centre).
+- :data:`WITH_ATTENTION` (``"perception_g_prime"``, ABN only): the branch run on
+  g'(x) = apply_attention(g(x), M(x)), the features the ABN classifies from (Fig. 6 right).
+
+:func:`compute_embedding` projects each set to 2-D with t-SNE, scores it with
+:func:`cluster_quality` (k-NN accuracy and silhouette in the pooled C-dimensional space, not the
+2-D map), and stores everything with the predictions in one ``.npz`` file under
 ``<data root>/.cache/embeddings/``, keyed by the checkpoint's hash, dataset, split and size.
-A second call with the same key reads that file instead of recomputing.
+A second call with the same key reads that file instead of recomputing. Multi-task ABNs are
+refused: they have one g'(x) per attribute, not one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,32 +38,68 @@ from abn.card import ModelCard
 from abn.checkpoint import atomic_write_bytes
 from abn.data import build_dataset, default_data_root
 from abn.data.transforms import transform_for
+from abn.models.branches import apply_attention
 
 __all__ = [
     "CACHE_VERSION",
+    "KIND_LABELS",
+    "WITHOUT_ATTENTION",
+    "WITH_ATTENTION",
+    "ClusterQuality",
     "Embedding",
     "cache_dir",
     "cache_path",
+    "cluster_quality",
     "compute_embedding",
     "fingerprint",
+    "knn_loo_predictions",
     "load_images",
-    "pooled_features",
+    "perception_features",
     "sample_indices",
     "tsne_2d",
+    "wilson_interval",
 ]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 1: GAP of g(x) and g'(x) at the split point
+WITHOUT_ATTENTION = "perception_g"
+WITH_ATTENTION = "perception_g_prime"
+KIND_LABELS = {
+    WITHOUT_ATTENTION: "perception branch on g(x), without attention",
+    WITH_ATTENTION: "perception branch on g'(x), with attention",
+}
 #: ``progress(fraction in [0, 1], message)``
 Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class ClusterQuality:
+    """How well one set of pooled features separates the classes, measured on ``n`` images in
+    the features' own (C-dimensional) space, Euclidean distances.
+
+    ``knn_accuracy``: leave-one-out ``k``-NN accuracy (each image classified by the majority
+    class of its ``k`` nearest other images; ties go to the lowest class index), with its
+    Wilson 95% interval ``knn_ci``. ``silhouette``: mean silhouette coefficient with the true
+    classes as clusters (in [-1, 1]), with a 95% percentile-bootstrap interval over images
+    ``silhouette_ci`` (the per-image coefficients resampled). ``chance``: the k-NN accuracy of
+    always answering the commonest class.
+    """
+
+    n: int
+    k: int
+    knn_accuracy: float
+    knn_ci: tuple[float, float]
+    silhouette: float
+    silhouette_ci: tuple[float, float]
+    chance: float
 
 
 @dataclass
 class Embedding:
     """t-SNE coordinates of one model's features on ``indices`` of a split.
 
-    ``coords`` maps a feature kind (``"features"``: g(x); ``"attended_features"``: g'(x), ABN
-    only) to N×2 coordinates; ``probs`` are the model's N×K class probabilities; ``from_cache``
-    says whether it was read from disk.
+    ``coords`` maps a feature kind (:data:`WITHOUT_ATTENTION`; :data:`WITH_ATTENTION` for ABN)
+    to N×2 coordinates and ``quality`` maps it to its :class:`ClusterQuality`; ``probs`` are the
+    model's N×K class probabilities; ``from_cache`` says whether it was read from disk.
     """
 
     indices: np.ndarray
@@ -56,6 +107,7 @@ class Embedding:
     probs: np.ndarray
     coords: dict[str, np.ndarray]
     class_names: list[str]
+    quality: dict[str, ClusterQuality] = field(default_factory=dict)
     from_cache: bool = False
 
     @property
@@ -112,15 +164,82 @@ def sample_indices(targets: Sequence[int], n: int, seed: int = 0) -> np.ndarray:
 
 
 @torch.no_grad()
-def pooled_features(
+def perception_features(
     model: nn.Module, images: torch.Tensor
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """GAP of ``features`` (and ``attended_features`` where present), and class probabilities."""
-    out = model(images)
-    pooled = {"features": out.features.mean(dim=(2, 3))}
-    if out.attended_features is not None:
-        pooled["attended_features"] = out.attended_features.mean(dim=(2, 3))
-    return pooled, out.logits.softmax(dim=1)
+    """GAP of the perception branch's body output per kind, and the class probabilities.
+
+    Every model gives :data:`WITHOUT_ATTENTION` (its perception branch on g(x)); an ABN also
+    gives :data:`WITH_ATTENTION` (on g'(x)), and its probabilities are its prediction, the
+    branch's on g'(x).
+    """
+    if getattr(model, "is_multitask", False):
+        raise ValueError(
+            "a multi-task model has one perception input g'(x) per attribute, not one to embed"
+        )
+    branch = model.perception_branch
+    g = model.feature_extractor(images)
+    maps = {WITHOUT_ATTENTION: branch.features(g)}
+    if getattr(model, "is_abn", False):
+        _, attention, _ = model.attention_branch(g)
+        maps[WITH_ATTENTION] = branch.features(apply_attention(g, attention, model.mechanism))
+    logits = branch.head(maps.get(WITH_ATTENTION, maps[WITHOUT_ATTENTION]))
+    return {k: v.mean(dim=(2, 3)) for k, v in maps.items()}, logits.softmax(dim=1)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% for ``z`` = 1.96)."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def knn_loo_predictions(x: np.ndarray, labels: np.ndarray, k: int = 5) -> np.ndarray:
+    """Leave-one-out ``k``-NN predictions: each point voted on by its ``k`` nearest others."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(n_neighbors=k).fit(x, labels).predict(None)
+
+
+def _silhouette(
+    x: np.ndarray, labels: np.ndarray, n_boot: int, seed: int
+) -> tuple[float, tuple[float, float]]:
+    from sklearn.metrics import silhouette_samples
+
+    if not 2 <= len(np.unique(labels)) <= len(labels) - 1:
+        return math.nan, (math.nan, math.nan)
+    s = silhouette_samples(x, labels)
+    rng = np.random.default_rng(seed)
+    boot = s[rng.integers(0, len(s), (n_boot, len(s)))].mean(axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return float(s.mean()), (float(lo), float(hi))
+
+
+def cluster_quality(
+    features: np.ndarray, labels: np.ndarray, k: int = 5, n_boot: int = 1000, seed: int = 0
+) -> ClusterQuality:
+    """k-NN accuracy and silhouette of N×C ``features`` with classes ``labels`` (see
+    :class:`ClusterQuality`); ``k`` shrinks to N − 1 for tiny samples."""
+    x = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels)
+    n = len(labels)
+    if x.ndim != 2 or len(x) != n or n < 2:
+        raise ValueError(f"need N×C features for N ≥ 2 labels; got {x.shape} and {n} labels")
+    k = min(k, n - 1)
+    hits = int((knn_loo_predictions(x, labels, k) == labels).sum())
+    silhouette, silhouette_ci = _silhouette(x, labels, n_boot, seed)
+    return ClusterQuality(
+        n=n,
+        k=k,
+        knn_accuracy=hits / n,
+        knn_ci=wilson_interval(hits, n),
+        silhouette=silhouette,
+        silhouette_ci=silhouette_ci,
+        chance=float(np.bincount(np.unique(labels, return_inverse=True)[1]).max() / n),
+    )
 
 
 def tsne_2d(x: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
@@ -142,7 +261,7 @@ def _extract(model, dataset, indices, batch_size, progress) -> tuple[dict, np.nd
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]
         x = torch.stack([dataset[int(i)][0] for i in batch]).to(device)
-        pooled, p = pooled_features(model, x)
+        pooled, p = perception_features(model, x)
         for k, v in pooled.items():
             feats.setdefault(k, []).append(v.float().cpu())
         probs.append(p.float().cpu())
@@ -163,15 +282,20 @@ def compute_embedding(
     progress: Progress | None = None,
     use_cache: bool = True,
 ) -> Embedding:
-    """t-SNE of ``model``'s pooled features on ``n`` images of ``split`` of its card's dataset.
+    """t-SNE and cluster quality of ``model``'s pooled last-stage features (see
+    :func:`perception_features`) on ``n`` images of ``split`` of its card's dataset.
 
     ``key`` identifies the weights (use :func:`fingerprint` of the checkpoint). Raises
-    :class:`abn.data.DataError` when the dataset is not under ``root``.
+    :class:`abn.data.DataError` when the dataset is not under ``root``, and ``ValueError`` for a
+    multi-label (multi-task) model.
     """
     progress = progress or (lambda _f, _m: None)
     card: ModelCard = model.card
     if card.task != "multiclass":
-        raise ValueError(f"embeddings need a single-label classifier; {card.arch} is {card.task}")
+        raise ValueError(
+            f"embeddings need a single-label classifier; {card.arch} is {card.task} (a multi-task "
+            "ABN has one g'(x) per attribute, so Fig. 6 has no single 'with attention' panel)"
+        )
     path = cache_path(key, card.dataset, split, n, root)
     if use_cache and path.is_file():
         progress(1.0, "Loaded from cache")
@@ -182,17 +306,20 @@ def compute_embedding(
         targets = [dataset[i][1] for i in range(len(dataset))]
     indices = sample_indices(targets, n)
     feats, probs = _extract(model, dataset, indices, batch_size, progress)
-    coords = {}
+    labels = np.asarray(targets)[indices].astype(np.int64)
+    coords, quality = {}, {}
     for i, (kind, x) in enumerate(feats.items()):
-        progress(0.6 + 0.4 * i / len(feats), f"t-SNE of {kind} ({len(x)} points)…")
+        progress(0.6 + 0.4 * i / len(feats), f"t-SNE of the {KIND_LABELS[kind]} ({len(x)} points)…")
+        quality[kind] = cluster_quality(x, labels)
         coords[kind] = tsne_2d(x)
     names = list(card.class_names) or [str(c) for c in range(card.num_classes)]
     emb = Embedding(
         indices=indices,
-        labels=np.asarray(targets)[indices].astype(np.int64),
+        labels=labels,
         probs=probs,
         coords=coords,
         class_names=names,
+        quality=quality,
     )
     _save(emb, path)
     progress(1.0, "Done")
@@ -220,6 +347,7 @@ def _save(emb: Embedding, path: Path) -> None:
         labels=emb.labels,
         probs=emb.probs,
         class_names=np.asarray(emb.class_names),
+        quality=np.asarray(json.dumps({k: asdict(q) for k, q in emb.quality.items()})),
         **arrays,
     )
     atomic_write_bytes(path, buf.getvalue())
@@ -234,5 +362,14 @@ def _load(path: Path) -> Embedding:
             probs=z["probs"],
             coords=coords,
             class_names=[str(c) for c in z["class_names"]],
+            quality=_quality_from_json(str(z["quality"])) if "quality" in z.files else {},
             from_cache=True,
         )
+
+
+def _quality_from_json(text: str) -> dict[str, ClusterQuality]:
+    out = {}
+    for kind, q in json.loads(text).items():
+        q["knn_ci"], q["silhouette_ci"] = tuple(q["knn_ci"]), tuple(q["silhouette_ci"])
+        out[kind] = ClusterQuality(**q)
+    return out

@@ -10,7 +10,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from abn.embeddings import Embedding
+from abn.embeddings import WITH_ATTENTION, WITHOUT_ATTENTION, ClusterQuality, Embedding
+from abn.embeddings import cache_path as cache_path  # for the pages
+from abn.embeddings import compute_embedding as compute_embedding  # for the pages
 
 from . import views
 
@@ -28,17 +30,50 @@ class Panel:
     embedding: Embedding
     kind: str
 
+    @property
+    def quality(self) -> ClusterQuality | None:
+        return self.embedding.quality.get(self.kind)
+
 
 def panels(embeddings: dict[str, Embedding]) -> list[Panel]:
-    """Fig. 6's panels: baseline g(x), ABN g(x) (before attention) and g'(x) (after)."""
+    """Fig. 6's panels, all of the perception branch's last-stage features: the baseline's, and
+    ABN's without attention (the branch on g(x)) and with it (on g'(x))."""
     out = []
     if "Baseline" in embeddings:
-        out.append(Panel("Baseline · g(x)", "plain", embeddings["Baseline"], "features"))
+        baseline = embeddings["Baseline"]
+        out.append(Panel("Baseline (plain) · branch on g(x)", "plain", baseline, WITHOUT_ATTENTION))
     abn = embeddings["ABN"]
-    out.append(Panel("ABN · g(x), before attention", "abn_g", abn, "features"))
-    if "attended_features" in abn.coords:
-        out.append(Panel("ABN · g'(x), after attention", "abn_ga", abn, "attended_features"))
+    out.append(Panel("ABN without attention · branch on g(x)", "abn_g", abn, WITHOUT_ATTENTION))
+    if WITH_ATTENTION in abn.coords:
+        out.append(Panel("ABN with attention · branch on g'(x)", "abn_ga", abn, WITH_ATTENTION))
     return out
+
+
+QUALITY_NOTE = (
+    "Every panel embeds the perception branch's last-stage feature maps (the network's last "
+    "stage, right before pooling and the classifier), averaged over space (GAP). Cluster "
+    "quality is measured on those pooled features themselves (C dimensions, Euclidean), not on "
+    "the 2-D t-SNE map, whose distances between clusters mean little: leave-one-out k-NN "
+    "accuracy with a Wilson 95% interval, and the mean silhouette coefficient of the true "
+    "classes (−1 to 1) with a bootstrap 95% interval over images. Chance: always answering the "
+    "commonest class."
+)
+
+MULTITASK_NOTE = (
+    "Multi-task ABN models (face attributes) are not offered here: they apply one attention map "
+    "per attribute, so there is no single g'(x) to embed. See **Face attributes** for them."
+)
+
+
+def quality_text(q: ClusterQuality) -> str:
+    """One line: k-NN accuracy and silhouette, each with its 95% interval, and n."""
+    knn = f"{q.k}-NN accuracy **{q.knn_accuracy:.1%}** ({q.knn_ci[0]:.1%}–{q.knn_ci[1]:.1%})"
+    if np.isnan(q.silhouette):
+        sil = "silhouette n/a (needs two classes)"
+    else:
+        lo, hi = q.silhouette_ci
+        sil = f"silhouette **{q.silhouette:.3f}** ({lo:.3f} to {hi:.3f})"
+    return f"{knn} · {sil} · n = {q.n} · chance {q.chance:.0%}"
 
 
 def frame(emb: Embedding, kind: str) -> pd.DataFrame:
@@ -112,7 +147,7 @@ def selected_indices(event) -> set[int]:
 
 def summary(emb: Embedding) -> str:
     return (
-        f"{len(emb.indices)} images · accuracy on them {emb.correct.mean():.1%} · "
+        f"{len(emb.indices)} images · the model's accuracy on them {emb.correct.mean():.1%} · "
         f"mean confidence {emb.confidence.mean():.2f}"
     )
 

@@ -1,27 +1,30 @@
-"""Embeddings: t-SNE of perception-branch features before and after attention (Fig. 6)."""
+"""Embeddings (Fig. 6): t-SNE of the perception branch's last-stage features, the baseline's and
+ABN's without and with attention, and how well each clusters by class."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from abn.data import dataset_info
-from abn.embeddings import cache_path, compute_embedding
 from app import compute, embedview, layout, views
-from app.config import card_root, dataset_dir
+from app.config import card_root, dataset_dir, dataset_info
+from app.embedview import cache_path, compute_embedding
 from app.errors import DATA_HINT, error_boundary
 from app.images import eval_split
 from app.models import abn_with_baselines, load
 
 layout.setup(
     "Embeddings",
-    "t-SNE of globally pooled perception-branch features on a dataset split, as in Fig. 6 of the "
-    "paper: the plain baseline's g(x), and ABN's g(x) before and g'(x) after the attention map. "
-    "Select points (box or lasso) to see those images with their attention maps.",
+    "t-SNE of the perception branch's last-stage feature maps (GAP-pooled, right before the "
+    "classifier) on a dataset split, as in Fig. 6 of the paper: the plain baseline's, and ABN's "
+    "perception branch run on g(x) without the attention map and on g'(x) with it. Under each "
+    "plot: how well the classes cluster in those features. Select points (box or lasso) to see "
+    "those images with their attention maps.",
     ":material/scatter_plot:",
 )
 
 with st.sidebar:
     abn_ref, plain_ref, _ = abn_with_baselines("emb", cam=False)
+    st.caption(embedview.MULTITASK_NOTE)
 
 if abn_ref is None:
     st.info("Choose an ABN model in the sidebar (or load your own checkpoint) to start.")
@@ -89,7 +92,10 @@ with error_boundary("Computing the embeddings"):
                 width="stretch",
             )
             selected |= embedview.selected_indices(event)
+            if panel.quality is not None:
+                st.caption(embedview.quality_text(panel.quality))
             st.caption(embedview.summary(panel.embedding))
+    st.caption(embedview.QUALITY_NOTE)
     st.caption(
         "From the disk cache." if all(e.from_cache for e in embeddings.values()) else "Computed."
     )
