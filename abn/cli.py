@@ -212,7 +212,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--baseline",
         metavar="CKPT",
-        help="also evaluate this checkpoint on the same images and compare (Table 4's Odds)",
+        help="also evaluate this checkpoint on the same images and compare them image by image: "
+        "McNemar's exact test (Holm over attributes) and a bootstrap 95%% CI of the difference",
     )
     p.add_argument("--data", help="dataset name (default: the card's dataset)")
     p.add_argument("--data-root", help="data root (default: $ABN_DATA_ROOT or ./data)")
@@ -235,6 +236,11 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--write-card", action="store_true", help="store the results in the card")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="also write eval.json (as --json prints) and, with --baseline, comparison.csv",
+    )
     p.set_defaults(func=run_eval)
     return p
 
@@ -249,6 +255,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be >= 0 and --batch-size >= 1")
     check_device(args.device)
     try:
+        out = _eval_out_dir(args.out)
         run = evaluate_checkpoint(
             args.model,
             args.data,
@@ -265,19 +272,62 @@ def run_eval(args: argparse.Namespace) -> int:
     except (CheckpointError, ValueError, OSError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(run.record(), indent=2))
-    else:
+    if not args.json:
         print(format_result(run.result, run.title()))
         if args.write_card:
             print(f"wrote the results into {args.model}'s card, as {run.card_key()!r}")
+    report: dict[str, Any] = run.record()
+    cmp = None
     if args.baseline:
-        return _compare_with_baseline(args, run)
+        paired = _compare_with_baseline(args, run)
+        if paired is None:
+            return 1
+        base, cmp = paired
+        report = {
+            "model": {"checkpoint": str(args.model), **run.record()},
+            "baseline": {"checkpoint": str(args.baseline), **base.record()},
+            "comparison": cmp.as_dict(),
+        }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    if out is not None:
+        written = _write_eval_files(out, report, cmp)
+        print(f"wrote {', '.join(map(str, written))}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
-def _compare_with_baseline(args: argparse.Namespace, run: Any) -> int:
-    """Evaluate ``--baseline`` on the same images and print the comparison."""
+def _eval_out_dir(path: str | None) -> Any:
+    """``--out``'s folder, made now (a bad path fails before the evaluation), or ``None``."""
+    if not path:
+        return None
+    from pathlib import Path
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write_eval_files(out: Any, report: dict[str, Any], cmp: Any) -> list[Any]:
+    """``eval.json`` (what ``--json`` prints) and, with a baseline, ``comparison.csv`` (a row
+    per compared row: top-1, or each attribute)."""
+    import csv
+    import json
+
+    written = [out / "eval.json"]
+    written[0].write_text(json.dumps(report, indent=2) + "\n")
+    if cmp is not None:
+        rows = [r.as_dict() | {"n": r.n, "significant": r.p_holm <= cmp.alpha} for r in cmp.rows]
+        written.append(out / "comparison.csv")
+        with written[1].open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return written
+
+
+def _compare_with_baseline(args: argparse.Namespace, run: Any) -> tuple[Any, Any] | None:
+    """Evaluate ``--baseline`` on the same images and pair the two (printed unless ``--json``);
+    ``None`` after printing why it could not."""
     from abn.checkpoint import CheckpointError
     from abn.evaluate import compare, evaluate_checkpoint, format_comparison, format_result
 
@@ -289,12 +339,13 @@ def _compare_with_baseline(args: argparse.Namespace, run: Any) -> int:
         cmp = compare(run.result, base.result)
     except (CheckpointError, ValueError, OSError) as exc:
         print(f"error: baseline: {one_line(exc)}", file=sys.stderr)
-        return 1
-    print()
-    print(format_result(base.result, base.title()))
-    print()
-    print(format_comparison(cmp, "model", "baseline"))
-    return 0
+        return None
+    if not args.json:
+        print()
+        print(format_result(base.result, base.title()))
+        print()
+        print(format_comparison(cmp, "model", "baseline"))
+    return base, cmp
 
 
 def check_device(name: str) -> None:

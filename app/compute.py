@@ -17,8 +17,13 @@ import streamlit as st
 import torch
 from torch import nn
 
-from abn.explain import Explanation, explain
+from abn.explain import Explanation, explain, get_method, list_methods
+from abn.explain import minmax_per_map as minmax_per_map  # for the pages
 from abn.explain.render import denormalize
+from abn.metrics import agreement_matrix as agreement_matrix  # for the pages
+from abn.metrics.scorecard import LABELS as LABELS  # for the pages
+from abn.metrics.scorecard import paired_differences as paired_differences  # for the pages
+from abn.metrics.scorecard import summarize as summarize  # for the pages
 from abn.models import attribute_probabilities
 
 from .images import Picked, to_input
@@ -83,23 +88,33 @@ def default_method(model: nn.Module) -> str:
     return "cam" if model.spec.variant == "cam" else "gradcam"
 
 
-PRETTY = {
-    "abn": "ABN attention",
-    "abn-class": "ABN class map",
-    "cam": "CAM",
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "scorecam": "Score-CAM",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "LayerCAM",
-    "hirescam": "HiResCAM",
-    "eigencam": "EigenCAM",
-    "ablationcam": "Ablation-CAM",
-}
-SHORT = {"abn": "ABN att", "abn-class": "ABN cls", "cam": "CAM", "gradcam": "GC",
-         "gradcam++": "GC++", "scorecam": "Score", "xgradcam": "XGC", "layercam": "Layer",
-         "hirescam": "HiRes", "eigencam": "Eigen", "ablationcam": "Ablat"}  # fmt: skip
-DEFAULT_FAMILY = ("gradcam", "gradcam++")  # Score-CAM: selectable, seconds per map on a CPU
+DEFAULT_POST_HOC = ("gradcam", "gradcam++")  # fast; the slow ones (RISE, Score-CAM…) are opt-in
+
+
+def method_title(method: str) -> str:
+    """A method's display name (``"Grad-CAM++"``), from the library's registry."""
+    return get_method(method).title
+
+
+def method_short(method: str) -> str:
+    """A method's short label for table columns (``"GC++"``)."""
+    return get_method(method).short
+
+
+def methods_help(methods: list[str]) -> str:
+    """One line per method: its display name and what it does, in plain words (a tooltip)."""
+    return "\n".join(f"- **{get_method(m).title}** — {get_method(m).description}" for m in methods)
+
+
+def post_hoc_methods() -> list[str]:
+    """The methods that explain any model from the outside (the Grad-CAM family, RISE,
+    Integrated Gradients, Occlusion…), as the library registers them."""
+    return [m for m in list_methods() if get_method(m).post_hoc]
+
+
+def default_post_hoc() -> list[str]:
+    """The post-hoc methods chosen at first: the fast gradient ones."""
+    return [m for m in DEFAULT_POST_HOC if m in post_hoc_methods()]
 
 
 @dataclass(frozen=True)
@@ -112,25 +127,18 @@ class Cell:
     short: str = ""
 
 
-def family_methods() -> list[str]:
-    """The Grad-CAM-family methods the library offers."""
-    from abn.explain import GradCamFamily, get_method, list_methods
-
-    return [m for m in list_methods() if issubclass(get_method(m), GradCamFamily)]
-
-
 def comparison_cells(
-    abn_ref: ModelRef, plain: ModelRef | None, cam: ModelRef | None, family: list[str]
+    abn_ref: ModelRef, plain: ModelRef | None, cam: ModelRef | None, post_hoc: list[str]
 ) -> list[Cell]:
-    """ABN's own maps, CAM, then each Grad-CAM-family method on the baseline and on ABN."""
+    """ABN's own maps, CAM, then each post-hoc method on the baseline and on ABN."""
     cells = [
-        Cell(PRETTY["abn"], abn_ref, "abn", SHORT["abn"]),
-        Cell(PRETTY["abn-class"], abn_ref, "abn-class", SHORT["abn-class"]),
+        Cell(method_title("abn"), abn_ref, "abn", method_short("abn")),
+        Cell(method_title("abn-class"), abn_ref, "abn-class", method_short("abn-class")),
     ]
     if cam is not None:
-        cells.append(Cell("CAM (CAM model)", cam, "cam", SHORT["cam"]))
-    for method in family:
-        name, short = PRETTY.get(method, method), SHORT.get(method, method)
+        cells.append(Cell(f"{method_title('cam')} (CAM model)", cam, "cam", method_short("cam")))
+    for method in post_hoc:
+        name, short = method_title(method), method_short(method)
         if plain is not None:
             cells.append(Cell(f"{name} · baseline", plain, method, f"{short} base"))
         cells.append(Cell(f"{name} · ABN", abn_ref, method, f"{short} ABN"))

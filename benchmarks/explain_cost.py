@@ -25,10 +25,12 @@ from collections.abc import Callable
 import torch
 
 import abn
-from abn.explain import explain, explain_many, list_methods
+from abn.explain import explain, explain_many, get_method, list_methods
 from abn.explain.render import overlay
 
-SLOW = ("scorecam", "ablationcam")  # one forward per channel: batch 1, few repetitions
+# many forward passes per image (Score-CAM, Ablation-CAM, RISE, Integrated Gradients, Occlusion):
+# batch 1, few repetitions
+SLOW = frozenset(m for m in list_methods() if get_method(m).slow)
 
 
 def _sync(device: str) -> None:
@@ -86,7 +88,9 @@ def bench_model(args: argparse.Namespace, device: str) -> list[dict]:
         model = abn.create(name, args.variant, num_classes=num_classes, **kw).to(device).eval()
     plain = abn.create(name, "plain", num_classes=num_classes, **kw).to(device).eval()
     size = args.input_size or abn.models.get_entry(name).input_size[0]
-    methods = [m for m in (args.methods or list_methods(model)) if m in list_methods(model)]
+    usable = list_methods(model)
+    asked = [get_method(m).name for m in args.methods] if args.methods else usable
+    methods = [m for m in asked if m in usable]
     sizes = list(args.batch_sizes)
     if device.startswith("cuda") and 256 not in sizes:
         sizes.append(256)
@@ -145,11 +149,11 @@ def print_table(rows: list[dict]) -> None:
         f"\n{r0['model']} · {r0['device']} · {r0['input']} px · batch {r0['batch']}"
         f"{' · bf16' if r0['bf16'] else ''}"
     )
-    print(f"| {'what':<16} | {'ms':>10} | {'× plain fwd':>11} | {'× own fwd':>9} |")
-    print(f"|{'-' * 18}|{'-' * 12}|{'-' * 13}|{'-' * 11}|")
+    print(f"| {'what':<20} | {'ms':>10} | {'× plain fwd':>11} | {'× own fwd':>9} |")
+    print(f"|{'-' * 22}|{'-' * 12}|{'-' * 13}|{'-' * 11}|")
     for r in rows:
         print(
-            f"| {r['what']:<16} | {r['ms']:>10.2f} | {r['x_plain_forward']:>11.2f} "
+            f"| {r['what']:<20} | {r['ms']:>10.2f} | {r['x_plain_forward']:>11.2f} "
             f"| {r['x_own_forward']:>9.2f} |"
         )
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from abn.data.transforms import fit_note
 from app import compute, layout, views
 from app.errors import error_boundary
-from app.images import Picked, image_picker
+from app.images import Picked, fit_note, image_picker
 from app.models import ModelRef, is_abn, is_multiclass, load, model_picker
 
 layout.setup(
@@ -30,8 +29,8 @@ def show_image(ref: ModelRef, picked: Picked, k: int, alpha: float, cmap: str, i
     with st.container(border=True):
         truth = f" · true class: **{picked.label}**" if picked.label else ""
         st.subheader(picked.name, anchor=False)
-        pretty = compute.PRETTY.get(method, method)
-        what = "ABN attention map M(x)" if method == "abn" else f"{pretty} (no attention branch)"
+        title = compute.method_title(method)
+        what = "ABN attention map M(x)" if method == "abn" else f"{title} (no attention branch)"
         st.caption(
             f"{what} · predicted **{result.name_of(int(result.predicted[0]))}**{truth} · "
             f"{fit_note(picked.image.size, ref.card)}"

@@ -5,17 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from abn.explain import stretch
-from abn.metrics import agreement_matrix
 from app import compute, layout, views
+from app.compute import agreement_matrix, minmax_per_map
 from app.errors import error_boundary
 from app.images import Picked, image_picker
 from app.models import abn_with_baselines
 
 layout.setup(
     "Compare",
-    "One image, many explanations: ABN's attention and class map, CAM, and the Grad-CAM family "
-    "on the plain baseline and on the ABN model — with the time each took and how much they agree.",
+    "One image, many explanations: ABN's attention and class map, CAM, and post-hoc methods "
+    "(the Grad-CAM family, RISE, Integrated Gradients, Occlusion) on the plain baseline and on "
+    "the ABN model — with the time each took and how much they agree.",
     ":material/compare:",
 )
 COLUMNS = 5
@@ -32,7 +32,7 @@ def show_grid(cells, results, picked: Picked, alpha: float, cmap: str) -> None:
             p = float(result.probabilities[0, pred])
             with col, st.container(border=True):
                 st.markdown(f"**{cell.label}**")
-                shown = stretch(result.maps[:1])[0]  # ABN's raw M(x) too: one scale for all
+                shown = minmax_per_map(result.maps[:1])[0]  # ABN's raw M(x) too: one scale for all
                 st.image(views.overlay_image(view, shown, alpha, cmap), width="stretch")
                 target = (
                     "one map for every class"  # M(x) does not depend on the target
@@ -78,11 +78,13 @@ def show_agreement(cells, results: dict) -> None:
 
 with st.sidebar:
     abn_ref, plain_ref, cam_ref = abn_with_baselines("cmp")
+    offered = compute.post_hoc_methods()
     family = st.multiselect(
-        "Gradient/score methods",
-        compute.family_methods(),
-        default=[m for m in compute.DEFAULT_FAMILY if m in compute.family_methods()],
-        format_func=lambda m: compute.PRETTY.get(m, m),
+        "Post-hoc methods (on both models)",
+        offered,
+        default=compute.default_post_hoc(),
+        format_func=compute.method_title,
+        help=compute.methods_help(offered),
         key="cmp_family",
     )
 alpha, cmap = views.overlay_controls("cmp")

@@ -8,11 +8,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from abn.data import DataError
-from abn.metrics.scorecard import LABELS, summarize
 from app import compute, layout
+from app.compute import LABELS, paired_differences, summarize
 from app.config import card_root
-from app.errors import error_boundary
+from app.errors import DataError, error_boundary
 from app.images import eval_split, image_picker
 from app.models import abn_with_baselines
 
@@ -61,6 +60,7 @@ def show_split(cells, summary: pd.DataFrame, table: pd.DataFrame) -> None:
         "Means over the sample. Average Drop and Increase in Confidence (Grad-CAM++ paper) mask "
         "the image with each map min-max scaled to [0, 1]."
     )
+    show_differences(cells, table)
     metric = st.selectbox("Distribution of", cols, format_func=LABELS.get, key="sc_metric")
     order = [c.label for c in cells]  # the one-image tab's colours, method for method
     fig = px.box(table, x="method", y=metric, points="outliers", color="method",
@@ -72,13 +72,36 @@ def show_split(cells, summary: pd.DataFrame, table: pd.DataFrame) -> None:
                        "scorecard.csv", "text/csv", icon=":material/download:")  # fmt: skip
 
 
+def show_differences(cells, table: pd.DataFrame) -> None:
+    """Each method minus the ABN map on the same images, with its paired interval and test."""
+    reference = next((c.label for c in cells if c.method == "abn"), None)
+    diffs = paired_differences(table, reference) if len(cells) > 1 else pd.DataFrame()
+    if diffs.empty:
+        return
+    view = diffs.assign(metric=diffs["metric"].map(LABELS))[
+        ["method", "metric", "n", "difference", "ci_low", "ci_high", "p_holm", "better"]
+    ]
+    view.columns = ["method", "metric", "n", f"Δ vs {diffs['reference'].iloc[0]}", "95% CI low",
+                    "95% CI high", "p (Holm)", "significantly better"]  # fmt: skip
+    st.markdown(f"**Paired differences from {diffs['reference'].iloc[0]}** (the same images)")
+    st.dataframe(view.style.format("{:+.3f}", subset=view.columns[3:6])
+                 .format("{:.3g}", subset=["p (Holm)"]), hide_index=True, width="stretch")  # fmt: skip
+    st.caption(
+        "Per metric, each method's score minus the ABN map's on each image: the mean, its 95% "
+        "t-interval, and the paired t-test's p-value, Holm-adjusted over all the rows; "
+        "'significantly better' names the better of the two where p (Holm) ≤ 0.05."
+    )
+
+
 with st.sidebar:
     abn_ref, plain_ref, cam_ref = abn_with_baselines("sc")
+    offered = compute.post_hoc_methods()
     family = st.multiselect(
-        "Gradient methods",
-        compute.family_methods(),
-        default=["gradcam", "gradcam++"],
-        format_func=lambda m: compute.PRETTY.get(m, m),
+        "Post-hoc methods (on both models)",
+        offered,
+        default=compute.default_post_hoc(),
+        format_func=compute.method_title,
+        help=compute.methods_help(offered),
         key="sc_family",
     )
     steps = st.slider("Steps per curve", 8, 64, 16, step=8, key="sc_steps")
@@ -113,8 +136,8 @@ with split:
     test_split = eval_split(abn_ref.card)
     st.markdown(
         f"Every method explains its own model's prediction on the same seeded sample of "
-        f"**{abn_ref.card.dataset}/{test_split}**; 95% intervals are in the CLI's summary "
-        "(`python -m abn scorecard`)."
+        f"**{abn_ref.card.dataset}/{test_split}**, and each is compared with the ABN map image "
+        "by image; the CLI (`python -m abn scorecard`) also gives each method's 95% intervals."
     )
     n = st.slider("Images", 20, 500, 60, step=20, key="sc_n")
     if st.button("Compute the scorecard", key="sc_go", icon=":material/play_arrow:"):

@@ -16,8 +16,8 @@ from PIL import Image
 from abn.data.images import ImageReadError, is_image_file, read_image
 from abn.data.transforms import seen_box
 
-from .base import TargetSpec, list_methods
-from .engine import explain_many
+from .base import explain_many, get_method, list_methods
+from .core import TargetSpec
 from .preprocess import preprocess_for
 from .render import COLORMAPS, overlay, save_map_npy
 
@@ -49,7 +49,7 @@ def add_explain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument(
         "--methods",
         default="abn",
-        help=f"comma-separated methods ({', '.join(list_methods())})",
+        help=f"comma-separated methods, any case ({', '.join(list_methods())})",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
@@ -90,82 +90,123 @@ def collect_images(sources: Sequence[str]) -> tuple[list[Path], list[Path]]:
     return files, skipped
 
 
+class UsageError(Exception):
+    """A bad argument, file or model: the message is printed and the command exits with 2."""
+
+
 def _load_model(path: str, device: str):
     from abn.checkpoint import load
 
-    return load(path, map_location=device)
-
-
-def run_explain(args: argparse.Namespace) -> int:
-    """Run the sub-command; 0 when every image was explained, 1 if any failed, 2 on bad usage."""
-    if not 0.0 <= args.alpha <= 1.0:
-        print(f"error: --alpha must be in [0, 1], not {args.alpha}", file=sys.stderr)
-        return 2
     try:
-        model = _load_model(args.model, args.device)
+        return load(path, map_location=device)
     except (ValueError, OSError, RuntimeError) as exc:
-        print(f"error: cannot load model: {exc}", file=sys.stderr)
-        return 2
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        raise UsageError(f"cannot load model: {exc}") from None
+
+
+def resolve_methods(text: str, model) -> list[str]:
+    """``"GradCAM, rise"`` → registered names (any case or alias), each able to explain
+    ``model``."""
+    asked = [m.strip() for m in text.split(",") if m.strip()]
     usable = list_methods(model)
-    bad = [m for m in methods if m not in usable]
-    if bad or not methods:
-        print(
-            f"error: method(s) {', '.join(bad) or '(none)'} cannot explain "
-            f"{model.spec.name}/{model.spec.variant}; choose from {', '.join(usable)}",
-            file=sys.stderr,
+    names, bad = [], []
+    for item in asked:
+        try:
+            name = get_method(item).name
+        except KeyError:
+            name = None
+        if name in usable:
+            names.append(name)
+        else:
+            bad.append(item)
+    if bad or not asked:
+        raise UsageError(
+            f"method(s) {', '.join(bad) or '(none)'} cannot explain "
+            f"{model.spec.name}/{model.spec.variant}; choose from {', '.join(usable)}"
         )
-        return 2
-    files, skipped = collect_images(args.images)
+    return list(dict.fromkeys(names))
+
+
+def _image_files(sources: Sequence[str]) -> list[Path]:
+    files, skipped = collect_images(sources)
     if skipped:
         names = ", ".join(p.name for p in skipped[:5]) + (", …" if len(skipped) > 5 else "")
         print(
             f"skipped {len(skipped)} file(s) without an image extension: {names}", file=sys.stderr
         )
     if not files:
-        print(f"error: no image files in {' '.join(args.images)}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+        raise UsageError(f"no image files in {' '.join(sources)}")
+    return files
+
+
+def _output_folder(path: str) -> Path:
+    out = Path(path)
     try:
         for sub in ("overlays", "maps"):
             (out / sub).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"error: cannot write to {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _read_batch(batch: list[Path]) -> tuple[list[tuple[Path, Image.Image]], int]:
+    """The readable images of ``batch`` and how many could not be read (each is reported)."""
+    good, failures = [], 0
+    for path in batch:
+        try:
+            good.append((path, read_image(path)))
+        except (ImageReadError, OSError) as exc:
+            failures += 1
+            print(f"error: {exc}", file=sys.stderr)
+    return good, failures
+
+
+def _explain_files(
+    model, files: list[Path], methods: list[str], out: Path, args
+) -> tuple[list[dict], int]:
+    """Explain ``files`` batch by batch; returns ``(csv rows, unreadable count)``."""
     target = parse_target(args.target)
-    failures = 0
     rows: list[dict] = []
     stems: set[str] = set()
+    failures = 0
     for batch in _batches(files, max(1, args.batch_size)):
-        good = []
-        for path in batch:
-            try:
-                good.append((path, read_image(path)))
-            except (ImageReadError, OSError) as exc:
-                failures += 1
-                print(f"error: {exc}", file=sys.stderr)
+        good, failed = _read_batch(batch)
+        failures += failed
         if not good:
             continue
+        x = preprocess_for(model, [img for _, img in good])
         try:
-            results = explain_many(
-                model,
-                preprocess_for(model, [img for _, img in good]),
-                methods,
-                target,
-                target_layer=args.target_layer,
-            )
+            results = explain_many(model, x, methods, target, target_layer=args.target_layer)
         except (ValueError, KeyError, TypeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(str(exc)) from None
         for i, (path, img) in enumerate(good):
             stem = _unique(path.stem, stems)
             seen = img.crop(seen_box(img.size, model.card))
             for method, res in results.items():
                 rows.append(_write(out, stem, path, seen, method, res, i, args))
-    with open(out / "predictions.csv", "w", newline="") as f:
+    return rows, failures
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Run the sub-command; 0 when every image was explained, 1 if any failed, 2 on bad usage."""
+    try:
+        if not 0.0 <= args.alpha <= 1.0:
+            raise UsageError(f"--alpha must be in [0, 1], not {args.alpha}")
+        model = _load_model(args.model, args.device)
+        methods = resolve_methods(args.methods, model)
+        files = _image_files(args.images)
+        out = _output_folder(args.out)
+        rows, failures = _explain_files(model, files, methods, out, args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _write_csv(out / "predictions.csv", rows)
     done = len({r["file"] for r in rows})
     print(f"explained {done} image(s) with {', '.join(methods)} → {out}", file=sys.stderr)
     if failures:

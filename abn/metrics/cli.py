@@ -13,7 +13,16 @@ from torch import nn
 from abn.device import DEVICE_HELP, one_line, resolve_device
 from abn.train.run import TrainError, check_writable
 
-from .scorecard import METRICS, Entry, format_summary, sample_batches, score, summarize
+from .scorecard import (
+    METRICS,
+    Entry,
+    format_differences,
+    format_summary,
+    paired_differences,
+    sample_batches,
+    score,
+    summarize,
+)
 
 ROLES = ("model", "baseline", "cam")
 DEFAULT_ROLE = {"abn": "model", "abn-class": "model", "cam": "cam"}  # the rest: baseline
@@ -22,13 +31,15 @@ DEFAULT_ROLE = {"abn": "model", "abn-class": "model", "cam": "cam"}  # the rest:
 def add_scorecard_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``scorecard``; ``args.func(args)`` runs it and returns the exit code."""
     from abn.cli import COMMANDS
+    from abn.explain import list_methods
 
     p = subparsers.add_parser(
         "scorecard",
         help=COMMANDS["scorecard"].help,
         description=(
             "Each method explains its model's predicted class on the same images. "
-            "abn/abn-class use --model, cam uses --cam, the Grad-CAM family --baseline; "
+            "abn/abn-class use --model, cam uses --cam, the post-hoc methods (Grad-CAM family, "
+            "RISE, Integrated Gradients, Occlusion) --baseline; "
             "write METHOD@ROLE (role: model, baseline, cam) to choose, e.g. gradcam@model."
         ),
     )
@@ -39,7 +50,9 @@ def add_scorecard_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None)
     p.add_argument("--split", help="default: the card's test split, else the dataset's eval split")
     p.add_argument("--n", type=int, default=1000, help="images (a seeded random sample)")
-    p.add_argument("--methods", default="abn,cam,gradcam,gradcam++,scorecam")
+    p.add_argument("--methods", default="abn,cam,gradcam,gradcam++,scorecam",
+                   help="comma-separated, any case, each optionally @ROLE; from "
+                        f"{', '.join(list_methods())}")  # fmt: skip
     p.add_argument("--metrics", default="deletion,insertion,confidence",
                    help=f"comma-separated from {', '.join(METRICS)} (road is slow on CPU)")  # fmt: skip
     p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
@@ -57,13 +70,18 @@ def add_scorecard_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def parse_methods(text: str, models: dict[str, nn.Module]) -> list[Entry]:
-    """``gradcam,abn,gradcam@model`` → entries, checking each method fits its model."""
-    from abn.explain import list_methods
+    """``GradCAM,abn,gradcam@model`` → entries, checking each method fits its model. Methods
+    are matched as the library matches them (any case, ``-``/``_`` ignored, aliases)."""
+    from abn.explain import get_method, list_methods
 
     entries = []
     for item in [m.strip() for m in text.split(",") if m.strip()]:
-        method, _, role = item.partition("@")
-        role = role or DEFAULT_ROLE.get(method, "baseline")
+        asked, _, role = item.partition("@")
+        try:
+            method = get_method(asked.strip()).name
+        except KeyError as exc:
+            raise ValueError(f"{item}: {exc.args[0]}") from None
+        role = role.strip() or DEFAULT_ROLE.get(method, "baseline")
         if role not in ROLES:
             raise ValueError(f"{item}: role must be one of {', '.join(ROLES)}")
         model = models.get(role)
@@ -154,12 +172,18 @@ def _run(args, device, models, entries, metrics, batches, n, total, out: Path) -
     summary = summarize(table)
     table.to_csv(out / "scorecard.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
+    written = [out / "scorecard.csv", out / "summary.csv"]
     print(f"{n} images of {args.data}/{args.split} (seed {args.seed}), device {device}")
     print(format_summary(summary))
+    diffs = paired_differences(table)
+    if not diffs.empty:  # more than one method: each against the ABN map, image by image
+        diffs.to_csv(out / "differences.csv", index=False)
+        written.append(out / "differences.csv")
+        print(format_differences(diffs))
     extras = _extras(args, models, entries, batches)
     if extras:
         (out / "checks.json").write_text(json.dumps(extras, indent=2))
-    print(f"wrote {out / 'scorecard.csv'} and {out / 'summary.csv'}")
+    print(f"wrote {', '.join(map(str, written))}")
     return 0
 
 

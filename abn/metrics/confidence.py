@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..explain.base import stretch
+from ..explain.core import minmax_per_map
 from ._model import logits_of, target_probability
 
 
@@ -50,7 +50,7 @@ def confidence_change(
     before = target_probability(model, images, targets.to(images.device)).cpu()
     after = CamMultImageConfidenceChange()(
         images,
-        stretch(maps.detach().cpu().float()).numpy(),
+        minmax_per_map(maps.detach().cpu().float()).numpy(),
         _targets(targets),
         _Logits(model),
         return_diff=False,
@@ -73,15 +73,22 @@ def road(
 ) -> dict[str, torch.Tensor]:
     """ROAD (Rong et al., 2022): confidence change after imputing the most (``road_morf``) or
     least (``road_lerf``) relevant ``percentile`` % of pixels; a faithful map has a large drop
-    for MoRF and a small one for LeRF."""
+    for MoRF and a small one for LeRF.
+
+    pytorch-grad-cam's ``percentile`` is the threshold below which pixels are *kept* (its
+    ``ROADMostRelevantFirst(80)`` imputes the top 20%), so it is given ``100 - percentile``.
+    """
     from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
 
+    if not 0 < percentile < 100:
+        raise ValueError(f"percentile must be between 0 and 100 (exclusive), got {percentile}")
     cams = maps.detach().cpu().float().numpy()
     t = _targets(torch.as_tensor(targets))
     wrapped = _Logits(model)
+    kept = 100 - percentile
     with torch.no_grad():
-        morf = ROADMostRelevantFirst(percentile=percentile)(images, cams, t, wrapped)
-        lerf = ROADLeastRelevantFirst(percentile=percentile)(images, cams, t, wrapped)
+        morf = ROADMostRelevantFirst(percentile=kept)(images, cams, t, wrapped)
+        lerf = ROADLeastRelevantFirst(percentile=kept)(images, cams, t, wrapped)
     return {
         "road_morf": torch.from_numpy(np.asarray(morf, dtype=np.float32)).view(-1),
         "road_lerf": torch.from_numpy(np.asarray(lerf, dtype=np.float32)).view(-1),

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from abn.explain.cli import main
@@ -82,6 +83,7 @@ def test_empty_folder_is_a_usage_error(tmp_path, checkpoint, capsys):
     assert not (tmp_path / "out").exists()  # nothing written for nothing done
 
 
+@pytest.mark.slow
 def test_real_process_never_prints_a_traceback(tmp_path, checkpoint):
     folder = tmp_path / "corpus"
     samples = write_corpus(folder)

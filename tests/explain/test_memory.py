@@ -6,12 +6,14 @@ import contextlib
 import gc
 import tracemalloc
 
+import pytest
 import torch
 
 from abn.explain import count_hooks, explain, explain_many
 from abn.explain.replica import pooled_replicas
 
 
+@pytest.mark.slow
 def test_flat_memory_over_a_thousand_calls(make_model):
     model = make_model("resnet20", "abn", num_classes=3)
     x = torch.randn(2, 3, 8, 8)
@@ -51,18 +53,18 @@ def test_hooks_released_when_a_method_fails(make_model):
     model = make_model("resnet20", "plain")
     x = torch.randn(1, 3, 8, 8)
     explain(model, x, "gradcam")
-    from abn.explain import methods
+    from abn.explain import gradcam
 
-    original = methods.GradCamFamily.make_cam
+    original = gradcam.GradCamFamily.make_cam
 
     def broken(self, view):
         raise RuntimeError("boom")
 
-    methods.GradCamFamily.make_cam = broken
+    gradcam.GradCamFamily.make_cam = broken
     try:
         with contextlib.suppress(RuntimeError):
             explain(model, x, "gradcam")
     finally:
-        methods.GradCamFamily.make_cam = original
+        gradcam.GradCamFamily.make_cam = original
     assert count_hooks(model) == 0
     assert explain(model, x, "gradcam").maps.shape == (1, 8, 8)
