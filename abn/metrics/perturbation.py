@@ -106,13 +106,23 @@ def perturbation_curves(
     targets = torch.as_tensor(targets, device=images.device).view(-1)
     rows = []
     for sl in _chunks(images.shape[0], images_per_chunk):
-        pert = perturbed_images(images[sl], maps[sl], mode, steps, baseline)
+        pert = perturbed_images(images[sl], maps[sl], mode, steps, _rows(baseline, sl, images))
         n = pert.shape[1]
         t = targets[sl].repeat_interleave(n)
         rows.append(target_probability(model, pert.flatten(0, 1), t, batch_size).view(-1, n))
     fractions = step_counts(images.shape[-2] * images.shape[-1], steps).double()
     fractions = (fractions / fractions[-1]).float()
     return PerturbationCurves(mode, fractions, torch.cat(rows).cpu())
+
+
+def _rows(baseline: Baseline | torch.Tensor, sl: slice, images: torch.Tensor):
+    """The chunk's own rows of a per-image baseline tensor (B×…); anything else as it is."""
+    per_image = (
+        isinstance(baseline, torch.Tensor)
+        and baseline.dim() == images.dim()
+        and baseline.shape[0] == images.shape[0] > 1
+    )
+    return baseline[sl] if per_image else baseline
 
 
 def _chunks(n: int, size: int):
