@@ -1,4 +1,5 @@
-# `make run` starts the dashboard; `make test` installs what is missing and runs the whole suite.
+# `make run` starts the dashboard; `make test` installs what is missing and runs the whole suite;
+# `make test-fast` runs the fast lane (tests not marked slow).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,12 +7,13 @@ STAMP := $(VENV)/.installed
 
 PACKS ?= ../shared/data
 
-.PHONY: run test data lint format clean
+.PHONY: run test test-fast data lint format clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-ref.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-ref.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -26,6 +28,10 @@ data: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# The fast lane for local work: no real data, subprocesses, browser or long tests (-m "not slow").
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

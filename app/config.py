@@ -7,6 +7,7 @@ from pathlib import Path
 
 from abn.card import ModelCard
 from abn.data import DataError, dataset_location, default_data_root, is_tree
+from abn.data import dataset_info as dataset_info  # for the pages
 from abn.evaluate import card_data_root
 
 ASSETS_ENV = "ABN_ASSETS_DIR"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 import streamlit as st
 
@@ -14,7 +12,6 @@ from abn.checkpoint import CheckpointError
 from abn.data import DataError, ImageReadError
 
 log = logging.getLogger("abn.app")
-F = TypeVar("F", bound=Callable[..., object])
 
 DATA_HINT = (
     "Extract the offline datasets with `python -m abn data prepare` (or set `ABN_DATA_ROOT` "
@@ -50,18 +47,3 @@ def error_boundary(action: str = "This step") -> Iterator[None]:
         yield
     except Exception as exc:
         report(exc, action)
-
-
-def guarded(action: str) -> Callable[[F], F]:
-    """Decorator form of :func:`error_boundary` for a page's ``main()``."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            with error_boundary(action):
-                return fn(*args, **kwargs)
-            return None
-
-        return inner  # type: ignore[return-value]
-
-    return wrap

@@ -12,6 +12,7 @@ from PIL import Image
 
 from abn.card import ModelCard
 from abn.data import DataError, build_dataset, evaluation_split, read_image
+from abn.data.transforms import fit_note as fit_note  # for the pages
 from abn.data.transforms import transform_for
 from abn.embeddings import sample_indices
 from abn.explain.render import denormalize, png_bytes

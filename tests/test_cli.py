@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -84,26 +86,53 @@ def _tiny_run(data_root: Path, out: Path, name: str, epochs: int) -> list[str]:
             "--name", name, "--quiet"]  # fmt: skip
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0,
-    reason="root writes into read-only folders: chmod cannot make the folder unwritable",
-)
-def test_resuming_a_read_only_run_folder_fails_early(
-    tmp_path: Path, data_root: Path, capsys
-) -> None:
-    argv = _tiny_run(data_root, tmp_path, "ro", epochs=2)
-    assert main(argv) == 0
-    run = tmp_path / "ro"
-    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+NOBODY = 65534  # the unprivileged user the read-only check runs as when the suite runs as root
+
+
+def _resume_read_only(run: Path, capsys) -> tuple[int, str]:
+    """``train --resume run`` with ``run`` read-only (mode 555) to the process that resumes.
+
+    Root writes into read-only folders, so as root the command runs in a subprocess as user
+    ``nobody`` (through util-linux's ``setpriv``), which then owns the run (to read it) but
+    cannot write in it."""
+    if os.geteuid() != 0:
+        run.chmod(0o555)
+        try:
+            return main(["train", "--resume", str(run)]), capsys.readouterr().err
+        finally:
+            run.chmod(0o755)
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv (util-linux): cannot drop to a user")
+    for path in [run, *run.iterdir()]:
+        os.chown(path, NOBODY, NOBODY)
     run.chmod(0o555)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(run.parent)}
+    user = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    proc = subprocess.run([*user, sys.executable, "-m", "abn", "train", "--resume", str(run)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    return proc.returncode, proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="needs POSIX users")
+def test_resuming_a_read_only_run_folder_fails_early(data_root: Path, capsys) -> None:
+    # a folder that user nobody can reach (pytest's tmp_path is private to root)
+    base = Path(tempfile.mkdtemp(prefix="abn-ro-"))
+    base.chmod(0o755)
     try:
-        assert main(["train", "--resume", str(run)]) == 1
+        argv = _tiny_run(data_root, base, "ro", epochs=2)
+        assert main(argv) == 0
+        run = base / "ro"
+        before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+        code, err = _resume_read_only(run, capsys)
+        assert code == 1, err
+        assert f"error: cannot write to output folder {run}: Permission denied" in err
+        assert "Traceback" not in err
+        assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
     finally:
-        run.chmod(0o755)
-    err = capsys.readouterr().err
-    assert f"error: cannot write to output folder {run}: Permission denied" in err
-    assert "Traceback" not in err
-    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+        if (base / "ro").exists():
+            (base / "ro").chmod(0o755)  # so that a non-root user can remove it
+        shutil.rmtree(base)
 
 
 def test_resuming_an_unwritable_run_folder_fails_early_as_any_user(
@@ -322,6 +351,7 @@ def _minimal(name: str) -> list[str]:
     }[name]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_abn_command_is_installed_as_the_cli() -> None:
     """Cards record ``abn train ...``; the installed ``abn`` command is ``python -m abn``."""
     from importlib.metadata import entry_points

@@ -1,4 +1,4 @@
-"""The ABN training loss L = L_att + L_per (Eq. 1 of the paper), for every variant.
+"""The ABN training loss L = L_att + L_per (Eq. 3 of the paper), for every variant.
 
 =========================  ===========================  ==================================
 variant                    L_att                        L_per

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -292,37 +292,114 @@ def train(
         torch.backends.cudnn.benchmark = benchmark  # the caller's setting, after the run
 
 
+@dataclass
+class _Run:
+    """Everything one run's epochs share: the folder, data, model, optimizer, step, logs."""
+
+    cfg: TrainConfig
+    device: torch.device
+    dist: distributed.DistInfo
+    run_dir: Path
+    precision: str
+    data: DataBundle
+    raw: nn.Module  # the bare model: what is saved and restored
+    model: nn.Module  # what trains: ``raw``, possibly in DDP and compiled
+    tester: nn.Module  # what tests
+    optimizer: torch.optim.Optimizer
+    step: TrainStep | GraphedStep
+    saving: _Saving
+    log: MetricsLog | None
+    show: bool
+    start_epoch: int = 0
+    elapsed: float = 0.0
+    stats: list[EpochStats] = field(default_factory=list)
+
+
 def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
-    run_dir = resume.run_dir if resume else cfg.run_dir()
-    # before loading data, which may take long
+    run = _start(cfg, device, dist, resume)
+    t0 = time.perf_counter() - run.elapsed
+    test: EvalResult | None = None
+    for epoch in range(run.start_epoch, cfg.epochs):
+        epoch_stats, test = _run_epoch(run, epoch, t0)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, epoch_stats)
+    if test is None:  # resumed a finished run: measure again
+        test = _test(run.tester, run.raw, run.data, run.precision, device, run.show)
+    final = _finish(run, test, time.perf_counter() - t0, command) if dist.is_main else None
+    return RunResult(run.run_dir, final, test, run.stats)
+
+
+def _check_folder(dist: distributed.DistInfo, run_dir: Path, resume: ResumePaths | None) -> None:
+    """Before loading data, which may take long: a new run's folder is free, and writable."""
     if resume is None:
         _check_on_main(dist, lambda: check_new_run(run_dir))
     _check_on_main(dist, lambda: check_writable(run_dir))
+
+
+def _start(cfg: TrainConfig, device, dist, resume: ResumePaths | None) -> _Run:
+    """Check the folder, load data and model (restored when resuming), set up the step."""
+    run_dir = resume.run_dir if resume else cfg.run_dir()
+    _check_folder(dist, run_dir, resume)
     check_cuda_graphs(cfg, device, dist.enabled)
     precision = resolve_precision(cfg.precision, device)  # "auto" → bf16 where native, else fp32
     cl = use_channels_last(cfg.channels_last, device, precision)
-    data = build_data(cfg, device, dist, channels_last=cl)
-    raw = build_model(cfg, data.info.num_classes)
-    _check_task(raw, data.info.task, cfg.data)
-
-    def room_for_checkpoints() -> None:
-        check_writable(run_dir, max(MIN_FREE_BYTES, CHECKPOINT_SPACE_FACTOR * _model_bytes(raw)))
-        remove_stale_temp_files(run_dir)
-
-    _check_on_main(dist, room_for_checkpoints)
-    start_epoch, stats, elapsed = 0, [], 0.0
+    data, raw = _data_and_model(cfg, device, dist, cl)
+    _check_on_main(dist, lambda: _room_for_checkpoints(run_dir, raw))
     state = load_state(resume.state) if resume else None
     if state is not None:
         restore_model(raw, resume, state)
     raw.to(device, memory_format=torch.channels_last if cl else torch.preserve_format)
     optimizer = build_optimizer(raw, cfg, device)
+    start_epoch, elapsed, stats = 0, 0.0, []
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start_epoch, elapsed = int(state["epoch"]), float(state.get("elapsed", 0.0))
-        check_not_shortened(resume, cfg.epochs, state)
-        stats = [EpochStats(**s) for s in state.get("stats", [])]
+        start_epoch, elapsed, stats = _restore(optimizer, resume, cfg, state)
         del state  # its copy of the weights and optimizer
+    model = _wrap(raw, cfg, dist, device)
+    show = not cfg.quiet and dist.is_main
+    run = _Run(
+        cfg, device, dist, run_dir, precision, data, raw, model,
+        # each process tests its own shard, which may be a batch shorter than another's: the
+        # bare module (the weights are the same everywhere) has no collective to wait on
+        tester=raw if dist.enabled else model,
+        optimizer=optimizer,
+        step=make_step(cfg, model, optimizer, device, precision, dist.enabled),
+        saving=_Saving(run_dir, start_epoch),
+        log=None, show=show, start_epoch=start_epoch, elapsed=elapsed, stats=stats,
+    )  # fmt: skip
+    if dist.is_main:
+        run.log = _write_config(run)
+    _announce(run, resume is not None)
+    return run
+
+
+def _data_and_model(
+    cfg: TrainConfig, device: torch.device, dist, channels_last: bool
+) -> tuple[DataBundle, nn.Module]:
+    """The run's batches and its freshly initialised model, checked to fit the dataset's task."""
+    data = build_data(cfg, device, dist, channels_last=channels_last)
+    raw = build_model(cfg, data.info.num_classes)
+    _check_task(raw, data.info.task, cfg.data)
+    return data, raw
+
+
+def _room_for_checkpoints(run_dir: Path, raw: nn.Module) -> None:
+    check_writable(run_dir, max(MIN_FREE_BYTES, CHECKPOINT_SPACE_FACTOR * _model_bytes(raw)))
+    remove_stale_temp_files(run_dir)
+
+
+def _restore(
+    optimizer: torch.optim.Optimizer, resume: ResumePaths, cfg: TrainConfig, state: dict
+) -> tuple[int, float, list[EpochStats]]:
+    """Optimizer, RNG and progress from a saved state: ``(epochs done, elapsed s, stats)``."""
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    check_not_shortened(resume, cfg.epochs, state)
+    stats = [EpochStats(**s) for s in state.get("stats", [])]
+    return int(state["epoch"]), float(state.get("elapsed", 0.0)), stats
+
+
+def _wrap(raw: nn.Module, cfg: TrainConfig, dist, device: torch.device) -> nn.Module:
+    """The module that trains: ``raw`` in DDP under torchrun, compiled with ``compile``."""
     model: nn.Module = raw
     if dist.enabled:
         model = DistributedDataParallel(
@@ -330,78 +407,97 @@ def _train(cfg, device, dist, resume, command, on_epoch_end) -> RunResult:
         )
     if cfg.compile:
         model = torch.compile(model)
-    step = make_step(cfg, model, optimizer, device, precision, dist.enabled)
-    # each process tests its own shard, which may be a batch shorter than another's: the bare
-    # module (the weights are the same everywhere) has no collective in its forward to wait on
-    tester = raw if dist.enabled else model
-    saving = _Saving(run_dir, start_epoch)
-    if dist.is_main:
-        config = to_toml(cfg).encode()
-        with saving("config.toml"):
-            atomic_write_bytes(run_dir / "config.toml", config)
-    log = MetricsLog(run_dir, start_epoch) if dist.is_main else None
-    show = not cfg.quiet and dist.is_main
-    if show:
-        print(f"{cfg.name}: {hardware(device)}, {precision}", file=sys.stderr)
-    if show and resume:
+    return model
+
+
+def _write_config(run: _Run) -> MetricsLog:
+    """Write the run's ``config.toml``; open its metrics log (rank 0)."""
+    config = to_toml(run.cfg).encode()
+    with run.saving("config.toml"):
+        atomic_write_bytes(run.run_dir / "config.toml", config)
+    return MetricsLog(run.run_dir, run.start_epoch)
+
+
+def _announce(run: _Run, resumed: bool) -> None:
+    if not run.show:
+        return
+    cfg = run.cfg
+    print(f"{cfg.name}: {hardware(run.device)}, {run.precision}", file=sys.stderr)
+    if resumed:
         print(
-            f"resuming {run_dir} from the checkpoint of epoch {start_epoch}: epoch "
-            f"{start_epoch + 1}/{cfg.epochs} next",
+            f"resuming {run.run_dir} from the checkpoint of epoch {run.start_epoch}: epoch "
+            f"{run.start_epoch + 1}/{cfg.epochs} next",
             file=sys.stderr,
         )
-    t0 = time.perf_counter() - elapsed
-    test: EvalResult | None = None
-    for epoch in range(start_epoch, cfg.epochs):
-        lr = cfg.lr_at(epoch)
-        set_lr(optimizer, lr)
-        data.train.set_epoch(epoch)
-        bar = progress(data.train, show, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
-        epoch_stats = train_one_epoch(
-            model, bar, optimizer, device, precision, bar if bar is not data.train else None, step
-        )
-        stats.append(epoch_stats)
-        last = epoch + 1 == cfg.epochs
-        test = None
-        if last or (epoch + 1) % cfg.eval_every == 0:
-            test = _test(tester, raw, data, precision, device, show)
-        if dist.is_main:
-            with saving("metrics.csv"):
-                # the rate the optimizer stepped with, not the one the schedule asked for
-                _log_epoch(log, epoch, optimizer.param_groups[0]["lr"], epoch_stats, test, show)
-            snapshot = {
-                "epoch": epoch + 1,
-                "model": model_state(raw),
-                "optimizer": optimizer.state_dict(),
-                "rng": rng_state(),
-                "loader": data.train.state_dict(),
-                "elapsed": time.perf_counter() - t0,
-                "stats": [vars(s) for s in stats],
-            }
-            with saving(STATE_NAME):
-                save_state(run_dir / STATE_NAME, snapshot)
-            saving.saved_epoch = epoch + 1
-            card = make_card(cfg, raw, data, training={"epochs": epoch + 1})
-            with saving(WEIGHTS_NAME):
-                save(raw, run_dir / WEIGHTS_NAME, card)
-        distributed.barrier()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, epoch_stats)
-    if test is None:  # resumed a finished run: measure again
-        test = _test(tester, raw, data, precision, device, show)
-    wall = time.perf_counter() - t0
-    final = None
-    if dist.is_main:
-        training = _training_info(device, dist, stats, wall, command, cfg.epochs, precision)
-        total = data.test_split_size
-        key = metrics_key(data.info.name, data.test_split, test.n, total)
-        metrics = {key: metrics_record(test, total)}
-        card = make_card(cfg, raw, data, metrics=metrics, training=training)
-        with saving("final.safetensors"):
-            final = save(raw, run_dir / "final.safetensors", card)
-        log.close()
-        if show:
-            print(format_result(test, f"{cfg.name}: {key}"))
-    return RunResult(run_dir, final, test, stats)
+
+
+def _run_epoch(run: _Run, epoch: int, t0: float) -> tuple[EpochStats, EvalResult | None]:
+    """Train one epoch, test when due, log and save it (rank 0); all ranks meet at the end."""
+    cfg, data = run.cfg, run.data
+    set_lr(run.optimizer, cfg.lr_at(epoch))
+    data.train.set_epoch(epoch)
+    bar = progress(data.train, run.show, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+    epoch_stats = train_one_epoch(
+        run.model,
+        bar,
+        run.optimizer,
+        run.device,
+        run.precision,
+        bar if bar is not data.train else None,
+        run.step,
+    )
+    run.stats.append(epoch_stats)
+    test = None
+    if epoch + 1 == cfg.epochs or (epoch + 1) % cfg.eval_every == 0:
+        test = _test(run.tester, run.raw, data, run.precision, run.device, run.show)
+    if run.dist.is_main:
+        _save_epoch(run, epoch, epoch_stats, test, t0)
+    distributed.barrier()
+    return epoch_stats, test
+
+
+def _save_epoch(
+    run: _Run, epoch: int, epoch_stats: EpochStats, test: EvalResult | None, t0: float
+) -> None:
+    """The epoch's metrics row, then its resumable state, then ``last.safetensors``."""
+    with run.saving("metrics.csv"):
+        # the rate the optimizer stepped with, not the one the schedule asked for
+        lr = run.optimizer.param_groups[0]["lr"]
+        _log_epoch(run.log, epoch, lr, epoch_stats, test, run.show)
+    snapshot = {
+        "epoch": epoch + 1,
+        "model": model_state(run.raw),
+        "optimizer": run.optimizer.state_dict(),
+        "rng": rng_state(),
+        "loader": run.data.train.state_dict(),
+        "elapsed": time.perf_counter() - t0,
+        "stats": [vars(s) for s in run.stats],
+    }
+    with run.saving(STATE_NAME):
+        save_state(run.run_dir / STATE_NAME, snapshot)
+    run.saving.saved_epoch = epoch + 1
+    card = make_card(run.cfg, run.raw, run.data, training={"epochs": epoch + 1})
+    with run.saving(WEIGHTS_NAME):
+        save(run.raw, run.run_dir / WEIGHTS_NAME, card)
+
+
+def _finish(run: _Run, test: EvalResult, wall: float, command: str) -> Path:
+    """Write ``final.safetensors`` with the test metrics and training facts (rank 0)."""
+    cfg, data = run.cfg, run.data
+    training = _training_info(
+        run.device, run.dist, run.stats, wall, command, cfg.epochs, run.precision
+    )
+    total = data.test_split_size
+    key = metrics_key(data.info.name, data.test_split, test.n, total)
+    card = make_card(
+        cfg, run.raw, data, metrics={key: metrics_record(test, total)}, training=training
+    )
+    with run.saving("final.safetensors"):
+        final = save(run.raw, run.run_dir / "final.safetensors", card)
+    run.log.close()
+    if run.show:
+        print(format_result(test, f"{cfg.name}: {key}"))
+    return final
 
 
 def _test(model, raw, data: DataBundle, precision: str, device, show) -> EvalResult:

@@ -40,6 +40,7 @@ def refusals(at: AppTest) -> list[str]:
     return messages
 
 
+@pytest.mark.slow
 def test_whole_corpus_in_one_upload(app_env):
     at = upload("pages/1_Inspect.py", "inspect", SAMPLES)
     assert not at.exception, [e.value for e in at.exception]
