@@ -78,8 +78,8 @@ st.header("Pages")
 cols = st.columns(5)
 descriptions = {
     "inspect": "Predictions of both branches and the attention map of your images.",
-    "compare": "ABN attention next to CAM, Grad-CAM, Grad-CAM++, Score-CAM — and how they agree.",
-    "embeddings": "t-SNE of features before and after attention (Fig. 6 of the paper).",
+    "compare": "ABN attention next to CAM, the Grad-CAM family, RISE, Integrated Gradients and Occlusion — and how they agree.",
+    "embeddings": "t-SNE of the last stage's features: baseline, ABN without and with attention (Fig. 6), with cluster quality.",
     "faces": "40 per-attribute attention maps of the multi-task CelebA model.",
     "scorecard": "Deletion/insertion curves and scores: is each map faithful to its model?",
 }

@@ -91,6 +91,7 @@ def test_inspect_gallery_shows_predictions_and_maps(app_env):
     assert labels == ["Overlay (PNG)", "Map (NPY)"]
 
 
+@pytest.mark.slow
 def test_inspect_widgets_change_the_output(app_env):
     at = run_page("pages/1_Inspect.py")
     before = at.image[0].value
@@ -143,6 +144,7 @@ def test_switching_to_another_datasets_model_starts_its_gallery_afresh(
     assert [s.value for s in at.subheader] == ["astronaut"]  # not an empty selection
 
 
+@pytest.mark.slow
 def test_an_image_tree_model_finds_its_tree_from_the_card(
     app_env, no_data, tiny_cifar_root, tmp_path, monkeypatch
 ):
@@ -273,6 +275,7 @@ def test_compare_grid_timing_and_agreement(app_env):
     assert (rho.values.diagonal() == 1).all()
 
 
+@pytest.mark.slow
 def test_compare_target_and_methods_are_selectable(app_env):
     at = run_page("pages/2_Compare.py")
     at.selectbox(key="cmp_target").set_value("ship").run()
@@ -285,6 +288,25 @@ def test_compare_target_and_methods_are_selectable(app_env):
     at.selectbox(key="cmp_plain").set_value("(none)").run()
     at.selectbox(key="cmp_cam").set_value("(none)").run()
     assert len([c for c in at.caption.values if c.startswith("predicts")]) == 3
+
+
+@pytest.mark.slow
+def test_compare_offers_every_post_hoc_method_of_the_registry(app_env):
+    from abn.explain import get_method, list_methods
+
+    at = run_page("pages/2_Compare.py")
+    picker = at.multiselect(key="cmp_family")
+    assert picker.options == [get_method(m).title for m in list_methods() if get_method(m).post_hoc]
+    assert {"RISE", "Integrated Gradients", "Occlusion", "Score-CAM"} <= set(picker.options)
+    picker.set_value(["integrated-gradients", "occlusion"]).run()
+    assert_clean(at)
+    titles = [m.value.strip("*") for m in at.markdown if m.value.startswith("**")]
+    for label in ("Integrated Gradients · baseline", "Integrated Gradients · ABN",
+                  "Occlusion · baseline", "Occlusion · ABN"):  # fmt: skip
+        assert label in titles
+    assert not any(t.startswith("Grad-CAM") for t in titles)
+    assert at.dataframe[0].value.shape == (7, 7)
+    assert {"IG base", "Occl ABN"} <= set(at.dataframe[0].value.columns)
 
 
 def test_compare_upload_and_bad_upload(app_env):
@@ -317,7 +339,13 @@ def test_embeddings_compute_then_cached(app_env, tiny_cifar):
     at.button[0].click().run()
     assert_clean(at)
     charts = [e for e in at.main if (e.key or "").startswith("tsne_")]
-    assert len(charts) == 3  # baseline g(x), ABN g(x), ABN g'(x)
+    assert len(charts) == 3  # baseline, ABN without attention (g(x)), ABN with it (g'(x))
+    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert titles == ["**Baseline (plain) · branch on g(x)**",
+                      "**ABN without attention · branch on g(x)**",
+                      "**ABN with attention · branch on g'(x)**"]  # fmt: skip
+    quality = _quality_captions(at)
+    assert len(quality) == 3 and all("· n = 40 ·" in q and "silhouette **" in q for q in quality)
     assert "Computed." in at.caption.values
     assert len(list((tiny_cifar / ".cache" / "embeddings").glob("*.npz"))) == 2
 
@@ -325,10 +353,23 @@ def test_embeddings_compute_then_cached(app_env, tiny_cifar):
     again.slider(key="emb_n").set_value(50).run()
     assert_clean(again)
     assert "From the disk cache." in again.caption.values
+    assert _quality_captions(again) == quality  # the numbers are cached with the t-SNE
     assert _trace_names(again) <= set(CIFAR10_CLASSES)  # coloured by class first
     again.radio(key="emb_colour").set_value("correctness").run()
     assert_clean(again)
     assert _trace_names(again) and _trace_names(again) <= {"correct", "wrong"}
+
+
+def _quality_captions(at: AppTest) -> list[str]:
+    """The cluster-quality line under each t-SNE panel."""
+    return [c for c in at.caption.values if c.startswith("5-NN accuracy **")]
+
+
+def test_embeddings_says_multitask_models_are_not_offered(app_env):
+    at = run_page("pages/3_Embeddings.py")
+    assert not at.exception
+    assert not any("multitask" in o for o in at.selectbox(key="emb_abn").options)
+    assert any("Multi-task ABN models" in c and "no single g'(x)" in c for c in at.caption.values)
 
 
 def _trace_names(at: AppTest) -> set[str]:
@@ -424,6 +465,7 @@ def test_models_are_loaded_once(app_env):
 # ----------------------------------------------------------------------------- Scorecard
 
 
+@pytest.mark.slow
 def test_scorecard_one_image_curves_and_aucs(app_env):
     at = run_page("pages/5_Scorecard.py")
     assert_clean(at)
@@ -442,6 +484,7 @@ def test_scorecard_one_image_curves_and_aucs(app_env):
     assert not any(r.startswith(("Grad-CAM ·", "Grad-CAM++")) for r in rows)
 
 
+@pytest.mark.slow
 def test_scorecard_split_needs_a_dataset_then_scores_it(app_env, tiny_cifar):
     at = run_page("pages/5_Scorecard.py")
     at.slider(key="sc_n").set_value(20).run()
@@ -450,6 +493,9 @@ def test_scorecard_split_needs_a_dataset_then_scores_it(app_env, tiny_cifar):
     summary = at.dataframe[1].value
     assert (summary["n"] == 20).all()
     assert {"deletion AUC ↓", "insertion AUC ↑", "Average Drop % ↓"} <= set(summary.columns)
+    diffs = at.dataframe[2].value  # each other method minus the ABN map, image by image
+    assert set(diffs["method"]) == set(summary.index) - {"ABN attention"}
+    assert (diffs["n"] == 20).all() and (diffs["95% CI low"] <= diffs["95% CI high"]).all()
     # a rerun shows the cached table again (a cached progress bar used to break it)
     at.selectbox(key="sc_metric").set_value("avg_drop").run()
     assert_clean(at)
