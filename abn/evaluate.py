@@ -392,9 +392,10 @@ class Comparison:
     """A model against a baseline on the same images (perception branches), paired image by image.
 
     Single-label: one row, top-1. Multi-label: one row per attribute, whose McNemar p-values are
-    Holm-corrected over the attributes; ``wins``/``losses`` count the significant ones (Table 4's
-    "Odds", with a test). ``difference`` is model − baseline accuracy (the mean over attributes)
-    in points, ``ci`` its paired bootstrap 95% interval over images.
+    Holm-corrected over the attributes; ``wins``/``losses`` count the significant ones (the
+    "Odds" of the paper's CelebA table, with a test). ``difference`` is model − baseline
+    accuracy (the mean over attributes) in points, ``ci`` its paired bootstrap 95% interval over
+    images.
     """
 
     task: str
