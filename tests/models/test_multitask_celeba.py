@@ -1,7 +1,9 @@
 """Multi-task ABN on real faces: training lowers the loss; maps and Odds per attribute."""
 
+import numpy as np
 import pytest
 import torch
+from scipy.stats import binomtest
 
 import abn
 from abn.checkpoint import card_for
@@ -68,11 +70,32 @@ def test_odds_compares_per_attribute_accuracy(faces, tmp_path):
         assert abn.load(path).card.class_names == list(names)
     cmp = compare(results["abn_multitask"], results["plain_multitask"])
     assert len(cmp.rows) == 40
-    by_hand = sum(
+    higher = sum(
         results["abn_multitask"].per_attribute[n]["per"]
         > results["plain_multitask"].per_attribute[n]["per"]
         for n in names
     )
-    assert cmp.wins == by_hand
+    wins, losses = _significant_by_hand(
+        np.asarray(results["abn_multitask"].correct, bool),
+        np.asarray(results["plain_multitask"].correct, bool),
+    )
+    assert (cmp.wins, cmp.losses) == (wins, losses)
     text = format_comparison(cmp, "ABN", "plain")
-    assert "Smiling" in text and f"Odds (ABN better): {by_hand}/40" in text
+    assert "Smiling" in text
+    assert f"significantly better on {wins}, worse on {losses}" in text
+    assert f"higher on {higher}" in text
+
+
+def _significant_by_hand(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> tuple[int, int]:
+    """Per-attribute exact McNemar (scipy's binomial test), Holm step-down, signed counts."""
+    only_a, only_b = (a & ~b).sum(0), (~a & b).sum(0)
+    p = np.array([
+        binomtest(int(x), int(x + y), 0.5).pvalue if x + y else 1.0
+        for x, y in zip(only_a, only_b, strict=True)
+    ])  # fmt: skip
+    rejected = np.zeros(len(p), bool)
+    for rank, i in enumerate(np.argsort(p)):
+        if p[i] > alpha / (len(p) - rank):
+            break
+        rejected[i] = True
+    return int((rejected & (only_a > only_b)).sum()), int((rejected & (only_a < only_b)).sum())
