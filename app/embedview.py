@@ -145,6 +145,45 @@ def selected_indices(event) -> set[int]:
     return out
 
 
+SELECTION_STATE = "emb_selection"  # (embedding, panel) → SelectionEntry
+
+
+@dataclass(frozen=True)
+class SelectionEntry:
+    """A panel's kept selection, and the chart (display options) and event it last came from."""
+
+    chart: str
+    event: frozenset[int]
+    selection: frozenset[int]
+
+
+def kept_selection(data: tuple, panel: str, chart: str, event) -> set[int]:
+    """The points selected in ``panel`` of embedding ``data``, kept across display options.
+
+    Streamlit identifies a plotly chart by its figure, so recolouring makes a new chart with an
+    empty selection; the selection is therefore kept in the session, per embedding and panel,
+    and replaced only when the user selects (or clears) in the chart of the same display
+    options (``chart``) that it last came from.
+    """
+    store = st.session_state.setdefault(SELECTION_STATE, {})
+    now = frozenset(selected_indices(event))
+    entry = store.get((data, panel))
+    if entry is None or (entry.chart == chart and entry.event != now):
+        entry = SelectionEntry(chart, now, now)
+    elif entry.chart != chart:  # a recoloured chart: its empty event is no choice of the user
+        entry = SelectionEntry(chart, now, now or entry.selection)
+    store[(data, panel)] = entry
+    return set(entry.selection)
+
+
+def clear_selection(data: tuple) -> None:
+    """Forget the kept selections of embedding ``data`` (until the user selects again)."""
+    store = st.session_state.get(SELECTION_STATE, {})
+    for k, entry in list(store.items()):
+        if k[0] == data:
+            store[k] = SelectionEntry(entry.chart, entry.event, frozenset())
+
+
 def summary(emb: Embedding) -> str:
     return (
         f"{len(emb.indices)} images · the model's accuracy on them {emb.correct.mean():.1%} · "

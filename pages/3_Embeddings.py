@@ -79,6 +79,7 @@ with error_boundary("Computing the embeddings"):
     bar.empty()
 
     panels = embedview.panels(embeddings)
+    data = (tuple(keys.values()), split, n)  # what the points are; colour is display only
     selected: set[int] = set()
     cols = st.columns(len(panels), gap="medium")
     for col, panel in zip(cols, panels, strict=True):
@@ -91,7 +92,7 @@ with error_boundary("Computing the embeddings"):
                 selection_mode=("box", "lasso"),
                 width="stretch",
             )
-            selected |= embedview.selected_indices(event)
+            selected |= embedview.kept_selection(data, panel.key, colour, event)
             if panel.quality is not None:
                 st.caption(embedview.quality_text(panel.quality))
             st.caption(embedview.summary(panel.embedding))
@@ -109,4 +110,11 @@ with error_boundary("Computing the embeddings"):
         views_, result = compute.dataset_maps(abn_ref, split, chosen, str(root))
         alpha, cmap = views.overlay_controls("emb")
         st.caption(f"{len(selected)} selected; showing {len(chosen)} with ABN's attention map.")
+        st.button(
+            "Clear selection",
+            key="emb_clear",
+            icon=":material/deselect:",
+            on_click=embedview.clear_selection,
+            args=(data,),
+        )
         embedview.show_selection(abn_emb, chosen, views_, result, alpha, cmap)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
 from app import compute, layout, views
 from app.errors import error_boundary
 from app.images import Picked, image_picker
-from app.models import companion_picker, is_variant, model_picker
+from app.models import ModelRef, companion_picker, is_variant, model_picker
 
 layout.setup(
     "Face attributes",
@@ -46,6 +48,15 @@ def show_grid(rows: pd.DataFrame, view, maps, alpha: float, cmap: str) -> None:
                     caption=f"{row['attribute'].replace('_', ' ')} · {row['P(present)']:.2f}",
                     width="stretch",
                 )
+
+
+def enlarge_key(ref: ModelRef, picked: Picked) -> str:
+    """The "Enlarge" widget's key, one per (model, image): Streamlit identifies a keyed
+    multiselect by its key alone and keeps its old selection when only ``default`` changes, so
+    one key for every image left the previous image's attributes enlarged (issue #22, item 3).
+    A new image gets a new widget, starting from its own top attributes."""
+    ident = hashlib.sha256(f"{ref.key}\0{picked.digest}".encode()).hexdigest()[:16]
+    return f"face_enlarge_{ident}"
 
 
 def show_enlarged(abn_ref, plain_ref, picked: Picked, index: int, name: str, alpha, cmap, maps):
@@ -144,7 +155,9 @@ with error_boundary("Computing the attribute maps"):
 
     st.header("Enlarge")
     default = list(rows["attribute"][:2])
-    chosen = st.multiselect("Attributes to enlarge", names, default=default, key="face_enlarge")
+    chosen = st.multiselect(
+        "Attributes to enlarge", names, default=default, key=enlarge_key(abn_ref, picked)
+    )
     for name in chosen:
         with error_boundary(f"Explaining {name}"):
             show_enlarged(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -93,6 +95,47 @@ def show_differences(cells, table: pd.DataFrame) -> None:
     )
 
 
+RESULTS = "sc_results"  # SplitRun → per-image table, this session's, newest last
+KEEP_RESULTS = 8
+
+
+@dataclass(frozen=True)
+class SplitRun:
+    """What a split scorecard depends on (its models and methods are in ``cells``)."""
+
+    cells: tuple[compute.Cell, ...]
+    split: str
+    n: int
+    steps: int
+
+    def describe(self) -> str:
+        methods = len(self.cells)
+        return f"{self.n} images, {self.steps} steps per curve, {methods} maps"
+
+
+def remember(run: SplitRun, table: pd.DataFrame) -> None:
+    """Keep ``run``'s table in the session (the newest last, at most ``KEEP_RESULTS``)."""
+    results = st.session_state.setdefault(RESULTS, {})
+    results.pop(run, None)
+    results[run] = table
+    while len(results) > KEEP_RESULTS:
+        results.pop(next(iter(results)))
+
+
+def shown_run(run: SplitRun) -> SplitRun | None:
+    """The result to show: ``run``'s own if it was scored, else the newest one of the same
+    models and split (a display option such as the one-image steps never discards it)."""
+    results = st.session_state.get(RESULTS, {})
+    if run in results:
+        return run
+    same = [r for r in results if r.split == run.split and _models(r) == _models(run)]
+    return same[-1] if same else None
+
+
+def _models(run: SplitRun) -> frozenset[str]:
+    return frozenset(c.ref.key for c in run.cells)
+
+
 with st.sidebar:
     abn_ref, plain_ref, cam_ref = abn_with_baselines("sc")
     offered = compute.post_hoc_methods()
@@ -140,9 +183,8 @@ with split:
         "by image; the CLI (`python -m abn scorecard`) also gives each method's 95% intervals."
     )
     n = st.slider("Images", 20, 500, 60, step=20, key="sc_n")
+    run = SplitRun(tuple(cells), test_split, n, steps)
     if st.button("Compute the scorecard", key="sc_go", icon=":material/play_arrow:"):
-        st.session_state["sc_run"] = (n, steps, tuple(c.label for c in cells))
-    if st.session_state.get("sc_run") == (n, steps, tuple(c.label for c in cells)):
         with error_boundary("Scoring the dataset split"):
             bar = st.progress(0.0, "Scoring the split…")
 
@@ -154,4 +196,13 @@ with split:
                 raise DataError(f"{abn_ref.card.dataset}: the model's card records no data root")
             table = compute.split_scores(cells, test_split, n, steps, str(root), progress)
             bar.empty()
-            show_split(cells, summarize(table), table)
+            remember(run, table)
+    shown = shown_run(run)
+    if shown is not None:
+        if shown != run:
+            st.caption(
+                f"Scored earlier with {shown.describe()}; the settings now "
+                f"({run.describe()}) are not scored yet: press the button to score them."
+            )
+        table = st.session_state[RESULTS][shown]
+        show_split(list(shown.cells), summarize(table), table)

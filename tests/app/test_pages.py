@@ -407,7 +407,7 @@ def test_faces_grid_filter_and_enlarge(app_env):
     assert_clean(at)
     hair = [a for a in CELEBA_ATTRIBUTES if "hair" in a.lower()]
     assert at.header[0].value == f"Attention maps ({len(hair)} of 40 attributes)"
-    at.multiselect(key="face_enlarge").set_value(["Smiling"]).run()
+    at.multiselect[0].set_value(["Smiling"]).run()  # keyed per image: the only multiselect
     assert_clean(at)
     assert [s.value for s in at.subheader] == ["Smiling"]
     assert any(c.startswith("Baseline Grad-CAM (min-max scaled)") for c in at.caption.values)
