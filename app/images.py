@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 from PIL import Image
 
 from abn.card import ModelCard
-from abn.data import DataError, build_dataset, evaluation_split, read_image
+from abn.data import DataError, ImageReadError, build_dataset, evaluation_split, read_image
+from abn.data.images import MAX_PIXELS_ENV, resolve_max_pixels
 from abn.data.transforms import fit_note as fit_note  # for the pages
 from abn.data.transforms import transform_for
 from abn.embeddings import sample_indices
@@ -23,6 +25,8 @@ from .errors import report
 # Shown to users; uploads are not filtered by extension (the reader judges the bytes, so an SVG
 # or a renamed PDF gets a specific message instead of the browser's generic refusal).
 UPLOAD_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+# Pillow plugins allowed to parse an upload's header (the reader's own list, which judges the rest).
+HEADER_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 GALLERY_SIZE = 12
 LINK_PARAM = "image"  # ?image=<gallery name or 0-based index>, repeatable: a shareable link
 # skimage.data samples that ship with the package (no download): name → (loader, crop box).
@@ -117,10 +121,49 @@ def gallery(card: ModelCard | None, faces: bool = False) -> tuple[list[Picked], 
     ], "sample photos bundled with scikit-image (no dataset found)"
 
 
+def upload_limits() -> str:
+    """The upload limits in the user's words, shown under the uploader (not only on hover)."""
+    megabytes = st.get_option("server.maxUploadSize")
+    try:
+        pixels = f"{resolve_max_pixels() / 1e6:g} megapixels per image"
+    except ImageReadError as exc:  # a malformed setting: say so here, every upload reports it too
+        pixels = f"no image at all until the setting is fixed ({exc})"
+    return (
+        f"{UPLOAD_FORMATS}; up to {megabytes} MB per file and {pixels} (whoever runs the "
+        f"dashboard can raise them: `server.maxUploadSize` in `.streamlit/config.toml`, the "
+        f"environment variable `{MAX_PIXELS_ENV}`)."
+    )
+
+
+def too_large(name: str, data: bytes) -> str | None:
+    """Why ``data`` is over the pixel limit, in the user's words (from its header only), or
+    ``None`` if it is not (or is no image: the reader then says what it is)."""
+    limit = resolve_max_pixels()
+    try:
+        with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as img:
+            width, height = img.size
+    except Exception:
+        return None
+    if width * height <= limit:
+        return None
+    return (
+        f"{name} is {width}×{height} pixels ({width * height / 1e6:.1f} megapixels); this "
+        f"dashboard reads images of up to {limit / 1e6:g} megapixels. Use a smaller copy of the "
+        f"image, or set the environment variable `{MAX_PIXELS_ENV}` to a larger number of pixels "
+        "and restart the dashboard."
+    )
+
+
 def _read_uploads(files) -> list[Picked]:
     picked = []
     for f in files:
         try:
+            reason = too_large(f.name, f.getvalue())
+            if reason:
+                st.error(
+                    f"**Image too large.** {reason}", icon=":material/photo_size_select_large:"
+                )
+                continue
             picked.append(Picked(f.name, read_image(f.getvalue(), name=f.name)))
         except Exception as exc:  # one bad file must not hide the others
             report(exc, f"Reading {f.name}")
@@ -139,6 +182,7 @@ def image_picker(
             key=f"{key}_files",
             help=f"{UPLOAD_FORMATS}; other files are refused with the reason",
         )
+        st.caption(upload_limits())
         files = files if isinstance(files, list) else [files] if files else []
         share_link([])
         return _read_uploads(files)

@@ -19,6 +19,7 @@ from .config import assets_dir, card_root
 from .errors import error_boundary
 
 CUSTOM = "Your checkpoint…"
+MODEL_PARAM = "model"  # ?model=<file name, with or without .safetensors>: a shareable link
 # what ``abn train`` writes in a run folder: the finished model, else the latest epoch's
 RUN_CHECKPOINTS = ("final.safetensors", "last.safetensors")
 Accept = Callable[[ModelCard], bool]
@@ -59,9 +60,11 @@ def labels(refs: list[ModelRef]) -> list[str]:
 
 
 def describe(ref: ModelRef) -> str:
-    """One caption line under a picker: the file and the measured accuracy."""
+    """The caption under a picker: the model's full label (the box may cut it), its file and
+    the measured accuracy."""
     acc = accuracy(ref.card)
-    return f"{ref.filename}" + (f" · {acc:.2f}% on its test split" if acc is not None else "")
+    measured = f" · {acc:.2f}% on its test split" if acc is not None else ""
+    return f"**{ref.label}** · {ref.filename}{measured}"
 
 
 def is_multiclass(card: ModelCard) -> bool:
@@ -168,17 +171,65 @@ def _custom_ref(key: str) -> ModelRef | None:
     return ref_from_upload(upload.name, upload.getvalue()) if upload else None
 
 
+def default_order(refs: list[ModelRef], prefer: Accept | None = None) -> list[ModelRef]:
+    """``refs`` with the default first: models ``prefer`` accepts, then single-task models before
+    multi-task ones, then the largest input size (a photo fits a 160 px ImageNet-style model,
+    not a 32 px CIFAR-10 one); ties keep their order."""
+
+    def rank(ref: ModelRef) -> tuple[bool, bool, int]:
+        height, width = ref.card.input_size
+        preferred = prefer(ref.card) if prefer else True
+        return not preferred, not is_multiclass(ref.card), -height * width
+
+    return sorted(refs, key=rank)
+
+
+def link_name(ref: ModelRef) -> str:
+    """``ref``'s name in a ``?model=`` link: its file name without ``.safetensors`` (a training
+    run's checkpoint with its run folder, e.g. ``run1/final``)."""
+    return ref.filename.removesuffix(".safetensors")
+
+
+def linked_model(refs: list[ModelRef]) -> int | None:
+    """The index in ``refs`` of the model named by the page's ``?model=`` link, if any; an
+    unknown name is reported as a warning."""
+    wanted = st.query_params.get(MODEL_PARAM)
+    if not wanted:
+        return None
+    name = wanted.removesuffix(".safetensors")
+    for i, ref in enumerate(refs):
+        if link_name(ref) == name:
+            return i
+    st.warning(
+        f"Not among the models this page offers: {wanted!r} — from the page's link "
+        "(`?model=` takes a model's file name).",
+        icon=":material/link_off:",
+    )
+    return None
+
+
+def _share_model(ref: ModelRef | None, default: ModelRef | None) -> None:
+    """Keep ``?model=`` naming the chosen shipped model when it is not the page's ``default``
+    (a plain link opens on the default; a user's own checkpoint has no link)."""
+    name = link_name(ref) if ref is not None and ref != default else None
+    if name and st.query_params.get(MODEL_PARAM) != name:
+        st.query_params[MODEL_PARAM] = name
+    elif name is None and MODEL_PARAM in st.query_params:
+        del st.query_params[MODEL_PARAM]
+
+
 def model_picker(
     label: str, accept: Accept, needs: str, key: str, prefer: Accept | None = None
 ) -> ModelRef | None:
     """Choose a shipped model that ``accept``s, or the user's own checkpoint (path or upload).
 
-    A user checkpoint that does not fit raises :class:`CheckpointError` saying what ``needs``.
+    The default is the page's ``?model=`` link, else the first of :func:`default_order`; any
+    other shipped model chosen is written to the link. A user checkpoint that does not fit raises
+    :class:`CheckpointError` saying what ``needs``.
     """
-    refs = [r for r in discover()[0] if accept(r.card)]
-    if prefer:
-        refs.sort(key=lambda r: not prefer(r.card))
-    ref = _pick(label, refs, CUSTOM, key)
+    refs = default_order([r for r in discover()[0] if accept(r.card)], prefer)
+    ref = _pick(label, refs, CUSTOM, key, index=linked_model(refs) or 0)
+    _share_model(ref, refs[0] if refs else None)
     if ref is not None:
         return ref
     ref = _custom_ref(key)
@@ -205,11 +256,13 @@ def companion_picker(
     return _pick(label, refs, "(none)", key)
 
 
-def _pick(label: str, refs: list[ModelRef], other: str, key: str) -> ModelRef | None:
-    """A selectbox of ``refs`` and ``other``; the chosen model (captioned), or ``None`` for
-    ``other``."""
+def _pick(
+    label: str, refs: list[ModelRef], other: str, key: str, index: int = 0
+) -> ModelRef | None:
+    """A selectbox of ``refs`` and ``other`` (``index`` chosen at first); the chosen model
+    (captioned with its full label), or ``None`` for ``other``."""
     options = [*labels(refs), other]
-    choice = st.selectbox(label, options, key=key)
+    choice = st.selectbox(label, options, index=index, key=key)
     if choice == other:
         return None
     ref = refs[options.index(choice)]

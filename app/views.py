@@ -20,6 +20,12 @@ from abn.explain.render import (
 )
 
 DISPLAY = 320  # px: maps and overlays are shown at least this large
+ROW_HEIGHT = 35  # px: st.dataframe's default row height (the header row too)
+
+
+def table_height(rows: int) -> int:
+    """An ``st.dataframe`` height that shows the header and all ``rows`` (no inner scrolling)."""
+    return (rows + 1) * ROW_HEIGHT + 3  # + the frame's border
 
 
 def topk_frame(probs: np.ndarray, names: Sequence[str], k: int) -> pd.DataFrame:

@@ -18,7 +18,7 @@ layout.setup(
     "the ABN model — with the time each took and how much they agree.",
     ":material/compare:",
 )
-COLUMNS = 5
+COLUMNS = 4  # thumbnails per row: large enough to see where each map looks
 
 
 def show_grid(cells, results, picked: Picked, alpha: float, cmap: str) -> None:
@@ -66,6 +66,7 @@ def show_agreement(cells, results: dict) -> None:
         st.dataframe(
             frame.style.format("{:.2f}").background_gradient(cmap="Blues", vmin=0, vmax=1),
             width="stretch",
+            height=views.table_height(len(frame)),  # every row, no inner scrolling
         )
         st.download_button(
             f"{title} (CSV)",

@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         data.mkdir(parents=True, exist_ok=True)
         env = {"ABN_ASSETS_DIR": str(assets), "ABN_DATA_ROOT": str(data)}
         photos = sample_photos(tmp / "photos")
-        hide_toolbar = ("--client.toolbarMode", "minimal")
+        hide_toolbar = ("--client.toolbarMode", "viewer")  # as .streamlit/config.toml
         with streamlit_server(env, tmp / "streamlit.log", hide_toolbar) as url:
             shots = visit_all(url, args.out, photos)
     for shot in shots:
