@@ -210,7 +210,8 @@ def _check_size(img: Image.Image, limit: int, label: str) -> None:
     if width * height > limit:
         raise ImageReadError(
             f"{label}: image is too large ({width}×{height} = {width * height:,} pixels; "
-            f"limit {limit:,}, set by max_pixels or {MAX_PIXELS_ENV})"
+            f"the limit is {limit:,}: set {MAX_PIXELS_ENV} to a larger number of pixels to "
+            "allow it)"
         )
 
 
