@@ -366,15 +366,18 @@ def assert_as_before(model: nn.Module, stem: str) -> None:
         torch.testing.assert_close(value, reference[f"{stem}/{field}"], rtol=1e-5, atol=1e-5)
 
 
-def shipped_twin(v1: Path, skip: bool = True) -> Path | None:
-    """The shipped asset migrated from ``v1``; once that model has been retrained (another
-    training record), the test skips, or ``None`` with ``skip=False``."""
+RETRAINED = {"cifar10-resnet20-cam.safetensors"}  # shipped models retrained since format 1
+MIGRATED = [p for p in V1_FILES if p.name not in RETRAINED]
+
+
+def shipped_twin(v1: Path) -> Path:
+    """The shipped asset migrated from ``v1`` (same training record)."""
     asset = ASSETS / v1.name
-    if asset.is_file() and abn.read_card(asset).training == abn.read_card(v1).training:
-        return asset
-    if skip:
-        pytest.skip(f"{v1.name} has been retrained since format 1")
-    return None
+    assert asset.is_file(), f"{v1.name} is no longer shipped"
+    assert abn.read_card(asset).training == abn.read_card(v1).training, (
+        f"{v1.name} was retrained since format 1: add it to RETRAINED"
+    )
+    return asset
 
 
 def test_every_small_shipped_model_has_a_v1_fixture():
@@ -410,7 +413,7 @@ def test_migration_keeps_tensors_and_outputs_bit_identical(tmp_path, v1):
     assert migrate(out) is False  # already format 2
 
 
-@pytest.mark.parametrize("v1", V1_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("v1", MIGRATED, ids=lambda p: p.stem)
 def test_shipped_asset_is_its_v1_file_migrated(v1):
     asset = shipped_twin(v1)
     with safe_open(str(asset), "pt") as f:
@@ -438,6 +441,16 @@ def test_v1_cam_keeps_its_native_structure():
         maps = model(torch.randn(1, 3, 32, 32)).class_maps
     assert maps.shape == (1, 10, 8, 8)  # not the paper structure's 16×16
     assert create("resnet20", "cam", num_classes=10).structure == "paper"  # today's default
+
+
+def test_retrained_cifar10_cam_has_the_paper_structure():
+    name = "cifar10-resnet20-cam.safetensors"
+    old, card = abn.read_card(FIXTURES / "checkpoints_v1" / name), abn.read_card(ASSETS / name)
+    assert card.card_version == 2 and card.training != old.training
+    assert card.model_kwargs == {"structure": "paper"}
+    with torch.no_grad():
+        maps = abn.load(ASSETS / name)(torch.randn(1, 3, 32, 32)).class_maps
+    assert maps.shape == (1, 10, 16, 16)  # the attention map's resolution
 
 
 def test_imagenette_cam_card_says_it_has_the_legacy_structure():
@@ -470,8 +483,7 @@ def test_code_defaults_do_not_change_what_a_checkpoint_rebuilds(monkeypatch, var
     monkeypatch.setattr(VARIANTS[variant].__init__, "__defaults__", changed)
     assert create("resnet20", variant, num_classes=3).mechanism == changed[0]  # it took effect
     v1 = FIXTURES / "checkpoints_v1" / f"{V1_OF[variant]}.safetensors"
-    twin = shipped_twin(v1, skip=False)
-    for path in [v1, *([twin] if twin else [])]:
+    for path in [v1, shipped_twin(v1)]:
         model = abn.load(path)
         assert model.mechanism != changed[0], path.name
         assert_as_before(model, V1_OF[variant])
