@@ -88,6 +88,19 @@ def default_method(model: nn.Module) -> str:
     return "cam" if model.spec.variant == "cam" else "gradcam"
 
 
+CLASS_AGNOSTIC = ("abn", "eigencam")  # one map whatever the target: M(x), the first PC
+
+
+def methods_for(model: nn.Module) -> list[str]:
+    """The registry's methods that can explain ``model`` (its own maps first, then post-hoc)."""
+    return list_methods(model)
+
+
+def takes_target(method: str) -> bool:
+    """Whether ``method``'s map depends on the class it explains."""
+    return get_method(method).name not in CLASS_AGNOSTIC
+
+
 DEFAULT_POST_HOC = ("gradcam", "gradcam++")  # fast; the slow ones (RISE, Score-CAM…) are opt-in
 
 

@@ -1,4 +1,4 @@
-"""The image picker (uploads or a gallery) and turning a picture into the model's input."""
+"""The image picker (uploads, a webcam photo or a gallery) and a picture as the model's input."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ UPLOAD_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 # Pillow plugins allowed to parse an upload's header (the reader's own list, which judges the rest).
 HEADER_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 GALLERY_SIZE = 12
+CAMERA_NAME = "camera photo"  # what a webcam photo is called on the page
+SOURCES = ("Gallery", "Upload", "Camera")
 LINK_PARAM = "image"  # ?image=<gallery name or 0-based index>, repeatable: a shareable link
 # skimage.data samples that ship with the package (no download): name → (loader, crop box).
 SAMPLES: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {
@@ -155,30 +157,63 @@ def too_large(name: str, data: bytes) -> str | None:
 
 
 def _read_uploads(files) -> list[Picked]:
-    picked = []
+    """The readable images among ``files``, each once: a file whose bytes (or decoded pixels)
+    repeat an earlier image's is skipped, keeping the first name. Every unreadable file is
+    refused by its own name, even when its bytes repeat another's."""
+    picked: list[Picked] = []
+    seen: dict[str, str] = {}  # content hash (bytes or pixels) → the first image's name
     for f in files:
-        try:
-            reason = too_large(f.name, f.getvalue())
-            if reason:
-                st.error(
-                    f"**Image too large.** {reason}", icon=":material/photo_size_select_large:"
-                )
-                continue
-            picked.append(Picked(f.name, read_image(f.getvalue(), name=f.name)))
-        except Exception as exc:  # one bad file must not hide the others
-            report(exc, f"Reading {f.name}")
+        data = f.getvalue()
+        raw = "bytes:" + hashlib.sha256(data).hexdigest()
+        if raw in seen:
+            _note_duplicate(f.name, seen[raw])
+            continue
+        one = _read_one(f.name, data)
+        if one is None:
+            continue
+        seen[raw] = f.name
+        if one.digest in seen:
+            _note_duplicate(f.name, seen[one.digest])
+            continue
+        seen[one.digest] = f.name
+        picked.append(one)
     return picked
 
 
+def _read_one(name: str, data: bytes) -> Picked | None:
+    """``data`` as an image, or ``None`` after saying why not (one bad file hides no other)."""
+    try:
+        reason = too_large(name, data)
+        if reason:
+            st.error(f"**Image too large.** {reason}", icon=":material/photo_size_select_large:")
+            return None
+        return Picked(name, read_image(data, name=name))
+    except Exception as exc:
+        report(exc, f"Reading {name}")
+        return None
+
+
+def _note_duplicate(name: str, first: str) -> None:
+    st.caption(f"{name} is the same image as {first}: shown once.")
+
+
 def image_picker(
-    card: ModelCard | None, key: str, *, multiple: bool = False, faces: bool = False
+    card: ModelCard | None,
+    key: str,
+    *,
+    multiple: bool = False,
+    faces: bool = False,
+    several_uploads: bool | None = None,
 ) -> list[Picked]:
-    """Upload images or choose from the gallery; unreadable uploads are reported, not raised."""
-    source = st.radio("Image source", ["Gallery", "Upload"], horizontal=True, key=f"{key}_source")
+    """Upload images, take a webcam photo or choose from the gallery; unreadable files are
+    reported, not raised. ``multiple``: several gallery images (and uploads);
+    ``several_uploads`` overrides it for uploads (one gallery image, several files)."""
+    source = st.radio("Image source", SOURCES, horizontal=True, key=f"{key}_source")
     if source == "Upload":
+        several = multiple if several_uploads is None else several_uploads
         files = st.file_uploader(
-            "Upload image" + ("s" if multiple else ""),
-            accept_multiple_files=multiple,
+            "Upload image" + ("s" if several else ""),
+            accept_multiple_files=several,
             key=f"{key}_files",
             help=f"{UPLOAD_FORMATS}; other files are refused with the reason",
         )
@@ -186,6 +221,9 @@ def image_picker(
         files = files if isinstance(files, list) else [files] if files else []
         share_link([])
         return _read_uploads(files)
+    if source == "Camera":
+        share_link([])
+        return _camera(key)
     items, origin = gallery(card, faces)
     names = [p.name for p in items]
     st.caption(f"Gallery: {origin}")
@@ -207,6 +245,13 @@ def image_picker(
         chosen = [one] if one else []
     share_link(chosen)
     return [items[names.index(n)] for n in chosen]
+
+
+def _camera(key: str) -> list[Picked]:
+    """The webcam photo, if one was taken, read like an upload (``st.camera_input``'s JPEG)."""
+    photo = st.camera_input("Take a photo", key=f"{key}_camera")
+    one = _read_one(CAMERA_NAME, photo.getvalue()) if photo is not None else None
+    return [one] if one is not None else []
 
 
 def _gallery_switched(widget: str, origin: str) -> bool:

@@ -15,13 +15,46 @@ layout.setup(
     "the attention map looks.",
     ":material/image_search:",
 )
+PREDICTED = "predicted class"
 
 
-def show_image(ref: ModelRef, picked: Picked, k: int, alpha: float, cmap: str, i: int) -> None:
+def method_picker(ref: ModelRef) -> tuple[str, int | None]:
+    """The method (those of the registry that fit the model) and the class it explains."""
+    model = load(ref)
+    offered = compute.methods_for(model)
+    if st.session_state.get("inspect_method_of") != ref.key:  # another model: its own map first
+        st.session_state["inspect_method"] = compute.default_method(model)
+        st.session_state["inspect_method_of"] = ref.key
+    method = st.selectbox(
+        "Method",
+        offered,
+        format_func=compute.method_title,
+        help=compute.methods_help(offered),
+        key="inspect_method",
+    )
+    names = ref.card.class_names or [str(c) for c in range(ref.card.num_classes)]
+    agnostic = not compute.takes_target(method)
+    choice = st.selectbox(
+        "Target class",
+        [PREDICTED, *names],
+        key="inspect_target",
+        disabled=agnostic,
+        help="The class the map explains (class-specific methods only).",
+    )
+    if agnostic:
+        st.caption(
+            f"{compute.method_title(method)} is one map for every class: no target to choose."
+        )
+    return method, None if agnostic or choice not in names else names.index(choice)
+
+
+def show_image(
+    ref: ModelRef, picked: Picked, k: int, alpha: float, cmap: str, i: int, how: tuple | None
+) -> None:
     """One image: overlay, raw map, both branches' top-k, downloads."""
     model = load(ref)
-    method = compute.default_method(model)
-    result = compute.explanation(ref, picked, method)
+    method, target = how or (compute.default_method(model), None)
+    result = compute.explanation(ref, picked, method, target)
     pred = compute.predict(ref, picked)
     view = compute.prepare(ref, picked).view
     names = ref.card.class_names or [str(c) for c in range(ref.card.num_classes)]
@@ -30,7 +63,11 @@ def show_image(ref: ModelRef, picked: Picked, k: int, alpha: float, cmap: str, i
         truth = f" · true class: **{picked.label}**" if picked.label else ""
         st.subheader(picked.name, anchor=False)
         title = compute.method_title(method)
-        what = "ABN attention map M(x)" if method == "abn" else f"{title} (no attention branch)"
+        what = "ABN attention map M(x)" if method == "abn" else title
+        if not model.is_abn:
+            what += " (no attention branch)"
+        if compute.takes_target(method):
+            what += f" of **{result.name_of(int(result.targets[0]))}**"
         st.caption(
             f"{what} · predicted **{result.name_of(int(result.predicted[0]))}**{truth} · "
             f"{fit_note(picked.image.size, ref.card)}"
@@ -63,6 +100,10 @@ with st.sidebar:
             "Model", is_multiclass, "a single-label classifier", key="inspect_model", prefer=is_abn
         )
     k = st.slider("Top-k", 1, 10, 5, key="inspect_k")
+    how = None
+    if ref is not None:
+        with error_boundary("Choosing the method"):
+            how = method_picker(ref)
 alpha, cmap = views.overlay_controls("inspect")
 
 if ref is None:
@@ -76,4 +117,4 @@ if not pictures:
     st.info("Upload one or more images, or choose from the gallery.")
 for i, picked in enumerate(pictures):
     with error_boundary(f"Explaining {picked.name}"):
-        show_image(ref, picked, k, alpha, cmap, i)
+        show_image(ref, picked, k, alpha, cmap, i, how)

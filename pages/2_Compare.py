@@ -9,7 +9,7 @@ from app import compute, layout, views
 from app.compute import agreement_matrix, minmax_per_map
 from app.errors import error_boundary
 from app.images import Picked, image_picker
-from app.models import abn_with_baselines
+from app.models import ModelRef, abn_with_baselines
 
 layout.setup(
     "Compare",
@@ -45,6 +45,21 @@ def show_grid(cells, results, picked: Picked, alpha: float, cmap: str) -> None:
                 )
 
 
+def common_target(choice: str, names: list[str], abn: ModelRef, picked: Picked) -> int | None:
+    """The class every map explains (``None``: each model its own prediction), said in a caption."""
+    if choice == PER_MODEL:
+        st.caption(
+            "Each map explains its own model's predicted class: **the maps may explain different "
+            "classes** (each card names its target)."
+        )
+        return None
+    if choice in names:
+        return names.index(choice)
+    target = int(compute.predict(abn, picked).perception.argmax())
+    st.caption(f"target: **{names[target]}** (the ABN model's prediction) for every map")
+    return target
+
+
 def agreement_tables(cells, results: dict, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Spearman and top-``fraction`` IoU matrices (rows: full labels, columns: short ones)."""
     maps = {c.label: results[c.label].maps[0].numpy() for c in cells}
@@ -54,7 +69,7 @@ def agreement_tables(cells, results: dict, fraction: float) -> tuple[pd.DataFram
     return pd.DataFrame(rho, names, short), pd.DataFrame(iou, names, short)
 
 
-def show_agreement(cells, results: dict) -> None:
+def show_agreement(cells, results: dict, i: int = 0) -> None:
     st.header("Agreement between the maps")
     st.caption(
         "Spearman rank correlation of all pixels, and overlap (IoU) of each map's top 20% pixels. "
@@ -74,7 +89,23 @@ def show_agreement(cells, results: dict) -> None:
             f"agreement_{stem}.csv",
             "text/csv",
             icon=":material/download:",
+            key=f"cmp_csv_{stem}_{i}",
         )
+
+
+def show_picture(cells, picked: Picked, choice: str, names: list[str], i: int) -> None:
+    """One image's section: its target, every method's map, and their agreement (the page's
+    ABN model, opacity and colormap)."""
+    st.header(picked.name)
+    target = common_target(choice, names, abn_ref, picked)
+    results = {}
+    bar = st.progress(0.0, "Computing maps…")
+    for n, cell in enumerate(cells):
+        bar.progress(n / len(cells), f"Computing {cell.label}…")
+        results[cell.label] = compute.explanation(cell.ref, picked, cell.method, target)
+    bar.empty()
+    show_grid(cells, results, picked, alpha, cmap)
+    show_agreement(cells, results, i)
 
 
 with st.sidebar:
@@ -97,33 +128,25 @@ if abn_ref is None:
 pictures: list[Picked] = []
 top = st.columns([2, 1], gap="large")
 with top[0], error_boundary("Choosing the image"):
-    pictures = image_picker(abn_ref.card, "cmp")
+    pictures = image_picker(abn_ref.card, "cmp", several_uploads=True)
 if not pictures:
-    st.info("Upload an image or choose one from the gallery.")
+    st.info("Upload images or choose one from the gallery.")
     st.stop()
-picked = pictures[0]
 names = abn_ref.card.class_names or [str(c) for c in range(abn_ref.card.num_classes)]
+COMMON, PER_MODEL = "the ABN model's prediction (every map)", "each model's own prediction"
 with top[1]:
-    choice = st.selectbox("Target class", ["predicted class (per model)", *names], key="cmp_target")
-target = None if choice not in names else names.index(choice)
+    choice = st.selectbox("Target class", [COMMON, PER_MODEL, *names], key="cmp_target")
 
-with error_boundary("Computing the maps"):
+cells = []
+with error_boundary("Choosing the methods"):
     cells = compute.comparison_cells(abn_ref, plain_ref, cam_ref, family)
-    results = {}
-    bar = st.progress(0.0, "Computing maps…")
-    for i, cell in enumerate(cells):
-        bar.progress(i / len(cells), f"Computing {cell.label}…")
-        results[cell.label] = compute.explanation(cell.ref, picked, cell.method, target)
-    bar.empty()
-    st.header(picked.name)
-    st.plotly_chart(
-        views.colorbar_figure(cmap),
-        key="cmp_colorbar",
-        width="stretch",
-        config={"staticPlot": True},
-    )
-    show_grid(cells, results, picked, alpha, cmap)
-    show_agreement(cells, results)
+st.plotly_chart(
+    views.colorbar_figure(cmap), key="cmp_colorbar", width="stretch", config={"staticPlot": True}
+)
+for i, picked in enumerate(pictures if cells else []):
+    with error_boundary(f"Computing the maps of {picked.name}"):
+        show_picture(cells, picked, choice, names, i)
+if cells:
     st.caption(
         f"Each map is min-max scaled to [0, 1] here, ABN's attention map included (Inspect shows "
         f"its raw values), and all share one colour scale ({cmap})."

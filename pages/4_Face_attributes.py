@@ -82,6 +82,68 @@ def show_enlarged(abn_ref, plain_ref, picked: Picked, index: int, name: str, alp
             )
 
 
+def keyed(name: str, i: int) -> str:
+    """The first image's widgets keep their plain keys; later images' get their index."""
+    return name if i == 0 else f"{name}_{i}"
+
+
+def show_face(abn_ref: ModelRef, plain_ref, picked: Picked, alpha, cmap, i: int) -> None:
+    """One face's section: its scores (sorted, filtered), the grid of maps, enlarged ones."""
+    result = compute.attribute_maps(abn_ref, picked)
+    names = abn_ref.card.class_names or [f"attribute {t}" for t in range(abn_ref.card.num_classes)]
+    table = attribute_table(names, result.probabilities)
+    view = compute.prepare(abn_ref, picked).view
+
+    top = st.columns([1, 3], gap="large")
+    with top[0]:
+        st.image(views.upscale(view), caption=picked.name, width="stretch")
+    with top[1]:
+        c1, c2, c3 = st.columns(3)
+        sort = c1.radio(
+            "Sort by", ["score", "name", "card order"], horizontal=True, key=keyed("face_sort", i)
+        )
+        query = c2.text_input(
+            "Filter attributes", key=keyed("face_query", i), placeholder="e.g. hair"
+        )
+        threshold = c3.slider("Min. P(present)", 0.0, 1.0, 0.0, 0.05, key=keyed("face_min", i))
+        rows = filtered(table, sort, query, threshold)
+        st.dataframe(
+            rows,
+            hide_index=True,
+            width="stretch",
+            height=220,
+            column_config={
+                "P(present)": st.column_config.ProgressColumn(
+                    "P(present)", format="%.2f", min_value=0.0, max_value=1.0
+                )
+            },
+        )
+        st.download_button(
+            "Scores (CSV)",
+            table.to_csv(index=False).encode(),
+            "attributes.csv",
+            "text/csv",
+            icon=":material/download:",
+            key=keyed("face_csv", i),
+        )
+
+    st.header(f"Attention maps ({len(rows)} of {len(table)} attributes)")
+    if rows.empty:
+        st.info("No attribute matches the filter.")
+    show_grid(rows, view, result.maps, alpha, cmap)
+
+    st.header("Enlarge")
+    default = list(rows["attribute"][:2])
+    chosen = st.multiselect(
+        "Attributes to enlarge", names, default=default, key=enlarge_key(abn_ref, picked)
+    )
+    for name in chosen:
+        with error_boundary(f"Explaining {name}"):
+            show_enlarged(
+                abn_ref, plain_ref, picked, names.index(name), name, alpha, cmap, result.maps
+            )
+
+
 with st.sidebar:
     abn_ref = plain_ref = None
     with error_boundary("Choosing the models"):
@@ -106,60 +168,12 @@ if abn_ref is None:
 
 pictures: list[Picked] = []
 with error_boundary("Choosing the face"):
-    pictures = image_picker(abn_ref.card, "face", faces=True)
+    pictures = image_picker(abn_ref.card, "face", faces=True, several_uploads=True)
 if not pictures:
-    st.info("Upload a face or choose one from the gallery.")
+    st.info("Upload faces or choose one from the gallery.")
     st.stop()
-picked = pictures[0]
-
-with error_boundary("Computing the attribute maps"):
-    result = compute.attribute_maps(abn_ref, picked)
-    names = abn_ref.card.class_names or [f"attribute {t}" for t in range(abn_ref.card.num_classes)]
-    table = attribute_table(names, result.probabilities)
-    view = compute.prepare(abn_ref, picked).view
-
-    top = st.columns([1, 3], gap="large")
-    with top[0]:
-        st.image(views.upscale(view), caption=picked.name, width="stretch")
-    with top[1]:
-        c1, c2, c3 = st.columns(3)
-        sort = c1.radio(
-            "Sort by", ["score", "name", "card order"], horizontal=True, key="face_sort"
-        )
-        query = c2.text_input("Filter attributes", key="face_query", placeholder="e.g. hair")
-        threshold = c3.slider("Min. P(present)", 0.0, 1.0, 0.0, 0.05, key="face_min")
-        rows = filtered(table, sort, query, threshold)
-        st.dataframe(
-            rows,
-            hide_index=True,
-            width="stretch",
-            height=220,
-            column_config={
-                "P(present)": st.column_config.ProgressColumn(
-                    "P(present)", format="%.2f", min_value=0.0, max_value=1.0
-                )
-            },
-        )
-        st.download_button(
-            "Scores (CSV)",
-            table.to_csv(index=False).encode(),
-            "attributes.csv",
-            "text/csv",
-            icon=":material/download:",
-        )
-
-    st.header(f"Attention maps ({len(rows)} of {len(table)} attributes)")
-    if rows.empty:
-        st.info("No attribute matches the filter.")
-    show_grid(rows, view, result.maps, alpha, cmap)
-
-    st.header("Enlarge")
-    default = list(rows["attribute"][:2])
-    chosen = st.multiselect(
-        "Attributes to enlarge", names, default=default, key=enlarge_key(abn_ref, picked)
-    )
-    for name in chosen:
-        with error_boundary(f"Explaining {name}"):
-            show_enlarged(
-                abn_ref, plain_ref, picked, names.index(name), name, alpha, cmap, result.maps
-            )
+for i, picked in enumerate(pictures):
+    if i:
+        st.divider()
+    with error_boundary(f"Computing the attribute maps of {picked.name}"):
+        show_face(abn_ref, plain_ref, picked, alpha, cmap, i)

@@ -136,6 +136,20 @@ def _models(run: SplitRun) -> frozenset[str]:
     return frozenset(c.ref.key for c in run.cells)
 
 
+def score_one(cells, picked, steps: int, i: int, titled: bool) -> None:
+    """One image's deletion/insertion curves and AUC table (a heading when there are several)."""
+    if titled:
+        st.subheader(picked.name, anchor=False)
+    bar = st.progress(0.0, "Scoring…")
+    curves = {}
+    for n, cell in enumerate(cells):
+        bar.progress(n / len(cells), f"Deletion and insertion of {cell.label}…")
+        curves[cell.label] = compute.perturbation(cell.ref, picked, cell.method, steps)
+    bar.empty()
+    st.plotly_chart(curves_figure(cells, curves), key=f"sc_curves_{i}", width="stretch")
+    st.dataframe(auc_table(cells, curves).style.format("{:.3f}"), width="stretch")
+
+
 with st.sidebar:
     abn_ref, plain_ref, cam_ref = abn_with_baselines("sc")
     offered = compute.post_hoc_methods()
@@ -160,20 +174,12 @@ one, split = st.tabs(["One image", "A dataset split"])
 with one:
     pictures = []
     with error_boundary("Choosing the image"):
-        pictures = image_picker(abn_ref.card, "sc")
-    if pictures:
-        picked = pictures[0]
-        with error_boundary("Scoring the maps"):
-            bar = st.progress(0.0, "Scoring…")
-            curves = {}
-            for i, cell in enumerate(cells):
-                bar.progress(i / len(cells), f"Deletion and insertion of {cell.label}…")
-                curves[cell.label] = compute.perturbation(cell.ref, picked, cell.method, steps)
-            bar.empty()
-            st.plotly_chart(curves_figure(cells, curves), key="sc_curves", width="stretch")
-            st.dataframe(auc_table(cells, curves).style.format("{:.3f}"), width="stretch")
-    else:
-        st.info("Upload an image or choose one from the gallery.")
+        pictures = image_picker(abn_ref.card, "sc", several_uploads=True)
+    for i, picked in enumerate(pictures):
+        with error_boundary(f"Scoring the maps of {picked.name}"):
+            score_one(cells, picked, steps, i, titled=len(pictures) > 1)
+    if not pictures:
+        st.info("Upload images or choose one from the gallery.")
 
 with split:
     test_split = eval_split(abn_ref.card)

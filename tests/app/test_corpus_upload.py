@@ -13,6 +13,8 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from abn.data import read_image
+from app.images import image_digest
 from tests.corpus import Sample, corpus
 
 from .conftest import REPO
@@ -51,8 +53,25 @@ def test_whole_corpus_in_one_upload(app_env):
         assert len(mine) == 1, (s.name, messages)
         assert re.search(s.error, mine[0]), (s.name, mine[0])
     shown = [h.value for h in at.subheader]
-    assert shown == [s.name for s in SAMPLES if s.readable]
+    first, repeats = _once_per_image([s for s in SAMPLES if s.readable])
+    assert shown == first  # files that decode to the same pixels as an earlier one: shown once
+    for name, earlier in repeats:
+        assert f"{name} is the same image as {earlier}: shown once." in at.caption.values
     assert len(at.image) >= len(shown)  # one overlay per explained image
+
+
+def _once_per_image(samples: list[Sample]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Names of the first file of each distinct decoded image, and (repeat, first) pairs."""
+    seen: dict[str, str] = {}
+    first, repeats = [], []
+    for s in samples:
+        digest = image_digest(read_image(s.data, name=s.name))
+        if digest in seen:
+            repeats.append((s.name, seen[digest]))
+        else:
+            seen[digest] = s.name
+            first.append(s.name)
+    return first, repeats
 
 
 @pytest.mark.parametrize(
