@@ -41,10 +41,6 @@ class ModelCard:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(asdict(self), indent=indent, sort_keys=False)
 
-    def canonical_json(self) -> str:
-        """The card as compact JSON with sorted keys: the form the checkpoint digest covers."""
-        return canonical_json(asdict(self))
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         """Parse a card, refusing missing required fields and unknown ones by name."""

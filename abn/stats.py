@@ -1,6 +1,8 @@
 """Statistics for comparing models and explanation methods: intervals and paired tests.
 
-Everything here is plain numpy/scipy and sits below :mod:`abn.evaluate` and :mod:`abn.metrics`:
+Everything here is plain numpy/scipy and sits below :mod:`abn.evaluate` and :mod:`abn.metrics`
+(scipy is imported only where a t-distribution is needed: it costs most of a second to import,
+and training imports this module):
 
 - :func:`mean_ci`: a mean with its Student-t 95% interval;
 - :func:`mcnemar_exact`: McNemar's exact test of two classifiers on the same images (a two-sided
@@ -16,7 +18,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import t as student_t
 
 RESAMPLES = 10_000
 #: The significance level of the project's tests.
@@ -31,6 +32,8 @@ def t_quantile(dof: int) -> float:
     """Two-sided 95% Student-t quantile for ``dof`` degrees of freedom (NaN below 1)."""
     if dof <= 0:
         return math.nan
+    from scipy.stats import t as student_t
+
     return float(student_t.ppf(0.975, dof))
 
 
@@ -134,5 +137,7 @@ def paired_t(differences) -> tuple[float, float, float, int]:
     se = d.std(ddof=1) / math.sqrt(n)
     if se == 0:
         return mean, 0.0, 1.0 if mean == 0 else 0.0, n
+    from scipy.stats import t as student_t
+
     p = 2 * float(student_t.sf(abs(mean) / se, n - 1))
     return mean, half, p, n

@@ -23,6 +23,7 @@ from abn.explain.render import denormalize
 from abn.metrics import agreement_matrix as agreement_matrix  # for the pages
 from abn.metrics.scorecard import LABELS as LABELS  # for the pages
 from abn.metrics.scorecard import paired_differences as paired_differences  # for the pages
+from abn.metrics.scorecard import reference_method as reference_method  # for the pages
 from abn.metrics.scorecard import summarize as summarize  # for the pages
 from abn.models import attribute_probabilities
 
@@ -88,17 +89,12 @@ def default_method(model: nn.Module) -> str:
     return "cam" if model.spec.variant == "cam" else "gradcam"
 
 
-CLASS_AGNOSTIC = ("abn", "eigencam")  # one map whatever the target: M(x), the first PC
-
-
-def methods_for(model: nn.Module) -> list[str]:
-    """The registry's methods that can explain ``model`` (its own maps first, then post-hoc)."""
-    return list_methods(model)
+methods_for = list_methods  # the registry's methods that can explain a model
 
 
 def takes_target(method: str) -> bool:
-    """Whether ``method``'s map depends on the class it explains."""
-    return get_method(method).name not in CLASS_AGNOSTIC
+    """Whether ``method``'s map depends on the class it explains (the registry's flag)."""
+    return not get_method(method).class_agnostic
 
 
 DEFAULT_POST_HOC = ("gradcam", "gradcam++")  # fast; the slow ones (RISE, Score-CAM…) are opt-in

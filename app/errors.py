@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import streamlit as st
 
 from abn.checkpoint import CheckpointError
-from abn.data import DataError, ImageReadError
+from abn.data import DataError, ImageReadError, ImageTooLargeError
+from abn.data.images import MAX_PIXELS_ENV
 
 log = logging.getLogger("abn.app")
 
@@ -23,6 +24,10 @@ def report(exc: BaseException, action: str) -> None:
     """Show ``exc`` as an ``st.error`` naming what went wrong (traceback to the server log)."""
     if isinstance(exc, CheckpointError):
         st.error(f"**Checkpoint problem.** {exc}", icon=":material/memory:")
+    elif isinstance(exc, ImageTooLargeError):
+        st.error(
+            f"**Image too large.** {_too_large(exc)}", icon=":material/photo_size_select_large:"
+        )
     elif isinstance(exc, ImageReadError):
         st.error(f"**Cannot read this image.** {exc}", icon=":material/broken_image:")
     elif isinstance(exc, DataError):
@@ -34,6 +39,17 @@ def report(exc: BaseException, action: str) -> None:
             "This is unexpected; the full traceback is in the server log.",
             icon=":material/error:",
         )
+
+
+def _too_large(exc: ImageTooLargeError) -> str:
+    """Why an image is over the pixel limit, in the user's words (what to do about it too)."""
+    pixels = exc.width * exc.height
+    return (
+        f"{exc.name} is {exc.width}×{exc.height} pixels ({pixels / 1e6:.1f} megapixels); this "
+        f"dashboard reads images of up to {exc.limit / 1e6:g} megapixels. Use a smaller copy of "
+        f"the image, or set the environment variable `{MAX_PIXELS_ENV}` to a larger number of "
+        "pixels and restart the dashboard."
+    )
 
 
 @contextmanager

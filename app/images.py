@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import streamlit as st
@@ -25,8 +25,6 @@ from .errors import report
 # Shown to users; uploads are not filtered by extension (the reader judges the bytes, so an SVG
 # or a renamed PDF gets a specific message instead of the browser's generic refusal).
 UPLOAD_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
-# Pillow plugins allowed to parse an upload's header (the reader's own list, which judges the rest).
-HEADER_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 GALLERY_SIZE = 12
 CAMERA_NAME = "camera photo"  # what a webcam photo is called on the page
 SOURCES = ("Gallery", "Upload", "Camera")
@@ -53,8 +51,9 @@ class Picked:
     image: Image.Image = field(compare=False)
     label: str | None = None
 
-    @property
+    @cached_property
     def digest(self) -> str:
+        """:func:`image_digest` of the image, hashed once (the image is never replaced)."""
         return image_digest(self.image)
 
 
@@ -137,25 +136,6 @@ def upload_limits() -> str:
     )
 
 
-def too_large(name: str, data: bytes) -> str | None:
-    """Why ``data`` is over the pixel limit, in the user's words (from its header only), or
-    ``None`` if it is not (or is no image: the reader then says what it is)."""
-    limit = resolve_max_pixels()
-    try:
-        with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as img:
-            width, height = img.size
-    except Exception:
-        return None
-    if width * height <= limit:
-        return None
-    return (
-        f"{name} is {width}×{height} pixels ({width * height / 1e6:.1f} megapixels); this "
-        f"dashboard reads images of up to {limit / 1e6:g} megapixels. Use a smaller copy of the "
-        f"image, or set the environment variable `{MAX_PIXELS_ENV}` to a larger number of pixels "
-        "and restart the dashboard."
-    )
-
-
 def _read_uploads(files) -> list[Picked]:
     """The readable images among ``files``, each once: a file whose bytes (or decoded pixels)
     repeat an earlier image's is skipped, keeping the first name. Every unreadable file is
@@ -183,10 +163,6 @@ def _read_uploads(files) -> list[Picked]:
 def _read_one(name: str, data: bytes) -> Picked | None:
     """``data`` as an image, or ``None`` after saying why not (one bad file hides no other)."""
     try:
-        reason = too_large(name, data)
-        if reason:
-            st.error(f"**Image too large.** {reason}", icon=":material/photo_size_select_large:")
-            return None
         return Picked(name, read_image(data, name=name))
     except Exception as exc:
         report(exc, f"Reading {name}")

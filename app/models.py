@@ -71,6 +71,11 @@ def is_multiclass(card: ModelCard) -> bool:
     return card.task == "multiclass" and not card.variant.endswith("multitask")
 
 
+def class_names(card: ModelCard) -> list[str]:
+    """The card's class names, else the class indices as text (``"0"``, ``"1"``, …)."""
+    return card.class_names or [str(c) for c in range(card.num_classes)]
+
+
 def is_abn(card: ModelCard) -> bool:
     return card.variant == "abn"
 

@@ -7,7 +7,7 @@ import streamlit as st
 from app import compute, layout, views
 from app.errors import error_boundary
 from app.images import Picked, fit_note, image_picker
-from app.models import ModelRef, is_abn, is_multiclass, load, model_picker
+from app.models import ModelRef, class_names, is_abn, is_multiclass, load, model_picker
 
 layout.setup(
     "Inspect",
@@ -32,7 +32,7 @@ def method_picker(ref: ModelRef) -> tuple[str, int | None]:
         help=compute.methods_help(offered),
         key="inspect_method",
     )
-    names = ref.card.class_names or [str(c) for c in range(ref.card.num_classes)]
+    names = class_names(ref.card)
     agnostic = not compute.takes_target(method)
     choice = st.selectbox(
         "Target class",
@@ -57,7 +57,7 @@ def show_image(
     result = compute.explanation(ref, picked, method, target)
     pred = compute.predict(ref, picked)
     view = compute.prepare(ref, picked).view
-    names = ref.card.class_names or [str(c) for c in range(ref.card.num_classes)]
+    names = class_names(ref.card)
     over = views.overlay_image(view, result.maps[0], alpha, cmap)
     with st.container(border=True):
         truth = f" · true class: **{picked.label}**" if picked.label else ""

@@ -9,7 +9,7 @@ from app import compute, layout, views
 from app.compute import agreement_matrix, minmax_per_map
 from app.errors import error_boundary
 from app.images import Picked, image_picker
-from app.models import ModelRef, abn_with_baselines
+from app.models import ModelRef, abn_with_baselines, class_names
 
 layout.setup(
     "Compare",
@@ -35,9 +35,9 @@ def show_grid(cells, results, picked: Picked, alpha: float, cmap: str) -> None:
                 shown = minmax_per_map(result.maps[:1])[0]  # ABN's raw M(x) too: one scale for all
                 st.image(views.overlay_image(view, shown, alpha, cmap), width="stretch")
                 target = (
-                    "one map for every class"  # M(x) does not depend on the target
-                    if cell.method == "abn"
-                    else f"target {result.name_of(int(result.targets[0]))}"
+                    f"target {result.name_of(int(result.targets[0]))}"
+                    if compute.takes_target(cell.method)
+                    else "one map for every class"  # M(x), EigenCAM: the same for any target
                 )
                 st.caption(
                     f"predicts **{result.name_of(pred)}** ({p:.1%}) · {target} · "
@@ -132,7 +132,7 @@ with top[0], error_boundary("Choosing the image"):
 if not pictures:
     st.info("Upload images or choose one from the gallery.")
     st.stop()
-names = abn_ref.card.class_names or [str(c) for c in range(abn_ref.card.num_classes)]
+names = class_names(abn_ref.card)
 COMMON, PER_MODEL = "the ABN model's prediction (every map)", "each model's own prediction"
 with top[1]:
     choice = st.selectbox("Target class", [COMMON, PER_MODEL, *names], key="cmp_target")

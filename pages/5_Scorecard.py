@@ -11,7 +11,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app import compute, layout
-from app.compute import LABELS, paired_differences, summarize
+from app.compute import LABELS, paired_differences, reference_method, summarize
 from app.config import card_root
 from app.errors import DataError, error_boundary
 from app.images import eval_split, image_picker
@@ -76,8 +76,7 @@ def show_split(cells, summary: pd.DataFrame, table: pd.DataFrame) -> None:
 
 def show_differences(cells, table: pd.DataFrame) -> None:
     """Each method minus the ABN map on the same images, with its paired interval and test."""
-    reference = next((c.label for c in cells if c.method == "abn"), None)
-    diffs = paired_differences(table, reference) if len(cells) > 1 else pd.DataFrame()
+    diffs = paired_differences(table, reference_method(cells)) if len(cells) > 1 else pd.DataFrame()
     if diffs.empty:
         return
     view = diffs.assign(metric=diffs["metric"].map(LABELS))[

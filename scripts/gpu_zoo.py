@@ -66,7 +66,7 @@ GROUPS = (
     Group("imagenette-resnet18", "resnet18", "imagenette", ("abn", "plain", "cam"),
           9_469, 3_925, 200, 10, 1.0),
     Group("celeba-hq-resnet20", "resnet20", "celeba-hq", ("abn_multitask", "plain_multitask"),
-          24_000, 3_000, 40, 5, 0.2),
+          24_183, 2_824, 40, 5, 0.2),  # CelebA's official train / test split
 )  # fmt: skip
 PACKS = {"cifar10": "cifar10-jpeg", "imagenette": "imagenette2-160", "celeba-hq": "celeba-hq-64"}
 FOLDERS = {"cifar10": "cifar10", "imagenette": "imagenette2-160", "celeba-hq": "celeba-hq-64"}
@@ -111,12 +111,18 @@ def prepare(packs: list[Path], data_root: Path, workers: int, only: list[str]) -
 
 
 def copy_beside(packs: list[Path], folder: Path, data: str) -> None:
-    """CelebA-HQ's official split file lies beside its pack: copy it next to the images."""
-    from abn.data.celeba_hq import SPLIT_FILE
+    """Files that travel beside a pack (``Pack.extras``: CelebA-HQ's split file) go next to its
+    images, as ``abn data prepare`` puts them; checked against the ``SHA256SUMS`` beside them
+    when there is one."""
+    from abn.data.prepare import PACKS as PACK_FILES
+    from abn.data.prepare import SUMS_FILE, _read_sums, copy_extras
 
-    found = [f for d in packs for f in d.glob(SPLIT_FILE)] if data == "celeba-hq" else []
-    if found and folder.is_dir() and not (folder / SPLIT_FILE).is_file():
-        shutil.copyfile(found[0], folder / SPLIT_FILE)
+    pack = next(p for p in PACK_FILES if data in p.datasets)
+    for source in packs:
+        if folder.is_dir() and pack.extras and all((source / n).is_file() for n in pack.extras):
+            verify = (source / SUMS_FILE).is_file()
+            copy_extras(source, folder, pack, _read_sums(source) if verify else {}, verify)
+            return
 
 
 def pack_parts(packs: list[Path], stem: str) -> list[Path]:

@@ -12,7 +12,7 @@ Typical use::
 
 from abn.data.celeba import CelebA
 from abn.data.celeba_hq import CelebAHQ, CelebAHQByNumber
-from abn.data.errors import DataError, ImageReadError
+from abn.data.errors import DataError, ImageReadError, ImageTooLargeError
 from abn.data.folder import ImageFolderDataset
 from abn.data.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, is_image_file, read_image
 from abn.data.memory import DeviceBatches, InMemoryDataset, load_into_memory
@@ -43,6 +43,7 @@ __all__ = [
     "DeviceBatches",
     "ImageFolderDataset",
     "ImageReadError",
+    "ImageTooLargeError",
     "InMemoryDataset",
     "TorchvisionDataset",
     "build_dataset",

@@ -18,13 +18,14 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from abn.data.errors import ImageReadError
+from abn.data.errors import ImageReadError, ImageTooLargeError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "MAX_PIXELS_ENV",
     "SUPPORTED_EXTENSIONS",
     "ImageReadError",
+    "ImageTooLargeError",
     "is_image_file",
     "read_image",
 ]
@@ -87,8 +88,9 @@ def read_image(
         name: how to call the file in error messages (default: the path or the object's name).
 
     Raises:
+        ImageTooLargeError: image larger than ``max_pixels`` (from its header, before decoding).
         ImageReadError: empty, truncated or corrupt file; text/HTML/SVG; unknown format;
-            image larger than ``max_pixels``; unreadable path.
+            unreadable path; a header beyond Pillow's own bomb limit (refused as it opens).
     """
     limit = resolve_max_pixels(max_pixels)
     label = name or _source_name(source)
@@ -208,10 +210,14 @@ def _check_size(img: Image.Image, limit: int, label: str) -> None:
     if width <= 0 or height <= 0:
         raise ImageReadError(f"{label}: image has no pixels ({width}×{height})")
     if width * height > limit:
-        raise ImageReadError(
+        raise ImageTooLargeError(
             f"{label}: image is too large ({width}×{height} = {width * height:,} pixels; "
             f"the limit is {limit:,}: set {MAX_PIXELS_ENV} to a larger number of pixels to "
-            "allow it)"
+            "allow it)",
+            label,
+            width,
+            height,
+            limit,
         )
 
 

@@ -91,7 +91,7 @@ def prepare(
         target.mkdir(parents=True, exist_ok=True)
         for pack in packs:
             report[pack.folder] = _prepare_pack(source, target, pack, sums, verify, progress)
-            if _copy_extras(source, target / pack.folder, pack, sums, verify):
+            if copy_extras(source, target / pack.folder, pack, sums, verify):
                 report[pack.folder] += " (+ " + ", ".join(pack.extras) + ")"
     for name in downloads:
         for split in DOWNLOADABLE[name]:
@@ -171,7 +171,7 @@ def _prepare_pack(
     return "extracted"
 
 
-def _copy_extras(source: Path, dest: Path, pack: Pack, sums: dict[str, str], verify: bool) -> bool:
+def copy_extras(source: Path, dest: Path, pack: Pack, sums: dict[str, str], verify: bool) -> bool:
     """Copy ``pack.extras`` from ``source`` into ``dest`` where absent or different (checked
     against ``SHA256SUMS`` first); whether any was copied."""
     copied = False

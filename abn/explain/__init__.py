@@ -31,6 +31,7 @@ from .base import (
     get_explainer,
     get_method,
     list_methods,
+    method_names,
     register_method,
 )
 from .core import Explanation, ForwardPass, TargetSpec, maps_at_input_size, minmax_per_map
@@ -54,6 +55,7 @@ __all__ = [
     "get_method",
     "list_methods",
     "maps_at_input_size",
+    "method_names",
     "minmax_per_map",
     "register_method",
     "run",

@@ -48,6 +48,8 @@ class Explainer:
     post_hoc: ClassVar[bool] = False
     #: costs many forward passes per image (seconds per map on a CPU).
     slow: ClassVar[bool] = False
+    #: one map whatever the target class (single-label models): no target to choose.
+    class_agnostic: ClassVar[bool] = False
     #: min-max normalise the raw map per image before upsampling (``abn`` keeps its values).
     normalize: ClassVar[bool] = True
     #: how the raw map is obtained (see :mod:`.backends`).
@@ -65,7 +67,11 @@ class Explainer:
             raise ValueError(f"method {self.name!r} cannot explain this model: {reason}")
         self.model = model
         self.class_names = resolve_class_names(model, class_names)
-        self.layer_name = ""
+        self.layer_name = self.resolve_layer(model, target_layer)
+
+    def resolve_layer(self, model: nn.Module, target_layer: nn.Module | str | None) -> str:
+        """The name of the layer this method explains; ``""`` for methods that use none."""
+        return ""
 
     @classmethod
     def unsupported(cls, model: nn.Module) -> str | None:
@@ -134,6 +140,39 @@ def get_method(name: str) -> type[Explainer]:
         ) from None
 
 
+def method_names(methods: str | Sequence[str], model: nn.Module | None = None) -> list[str]:
+    """Registered names of ``methods`` (comma-separated text or a sequence; any case or alias),
+    in the given order without repeats: ``"GradCAM, rise"`` → ``["gradcam", "rise"]``.
+
+    Raises ``ValueError``: without ``model``, the registry's message for an unknown name; with
+    ``model``, one message naming every method that is unknown or cannot explain it.
+    """
+    items = methods.split(",") if isinstance(methods, str) else methods
+    asked = [m.strip() for m in items if m.strip()]
+    usable = list_methods(model)
+    names, bad = [], []
+    for item in asked:
+        try:
+            name = get_method(item).name
+        except KeyError as exc:
+            if model is None:
+                raise ValueError(exc.args[0]) from None
+            name = None
+        if name in usable:
+            names.append(name)
+        else:
+            bad.append(item)
+    if not asked:
+        raise ValueError(f"no methods given; choose from {', '.join(usable)}")
+    if bad:
+        spec = getattr(model, "spec", None)
+        what = f"{spec.name}/{spec.variant}" if spec else type(model).__name__
+        raise ValueError(
+            f"method(s) {', '.join(bad)} cannot explain {what}; choose from {', '.join(usable)}"
+        )
+    return list(dict.fromkeys(names))
+
+
 def get_explainer(
     method: str,
     model: nn.Module,
@@ -157,7 +196,7 @@ def explain_many(
 ) -> dict[str, Explanation]:
     """Explain ``images`` with several methods, sharing the forward (and backward) pass; the
     result is keyed by each method's registered name."""
-    classes = {get_method(m).name: get_method(m) for m in methods}
+    classes = {cls.name: cls for cls in map(get_method, methods)}
     explainers = [
         cls(model, target_layer=target_layer, class_names=class_names) for cls in classes.values()
     ]

@@ -16,7 +16,7 @@ from PIL import Image
 from abn.data.images import ImageReadError, is_image_file, read_image
 from abn.data.transforms import seen_box
 
-from .base import explain_many, get_method, list_methods
+from .base import explain_many, list_methods, method_names
 from .core import TargetSpec
 from .preprocess import preprocess_for
 from .render import COLORMAPS, overlay, save_map_npy
@@ -105,25 +105,11 @@ def _load_model(path: str, device: str):
 
 def resolve_methods(text: str, model) -> list[str]:
     """``"GradCAM, rise"`` → registered names (any case or alias), each able to explain
-    ``model``."""
-    asked = [m.strip() for m in text.split(",") if m.strip()]
-    usable = list_methods(model)
-    names, bad = [], []
-    for item in asked:
-        try:
-            name = get_method(item).name
-        except KeyError:
-            name = None
-        if name in usable:
-            names.append(name)
-        else:
-            bad.append(item)
-    if bad or not asked:
-        raise UsageError(
-            f"method(s) {', '.join(bad) or '(none)'} cannot explain "
-            f"{model.spec.name}/{model.spec.variant}; choose from {', '.join(usable)}"
-        )
-    return list(dict.fromkeys(names))
+    ``model``; a :class:`UsageError` naming the others."""
+    try:
+        return method_names(text, model)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _image_files(sources: Sequence[str]) -> list[Path]:

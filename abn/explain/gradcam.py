@@ -240,15 +240,9 @@ class GradCamFamily(Explainer):
     #: needs the backward pass (gradient-free methods are computed from activations/scores).
     uses_gradients: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        target_layer: nn.Module | str | None = None,
-        class_names: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(model, class_names=class_names)
-        self.layer_name = layer_name(model, target_layer)
+    def resolve_layer(self, model: nn.Module, target_layer: nn.Module | str | None) -> str:
+        """The target layer's name (the architecture's default when ``None``)."""
+        return layer_name(model, target_layer)
 
     def make_cam(self, model: nn.Module) -> BaseCAM:
         """pytorch-grad-cam's object for ``model``, without hooks (the backend captures)."""
@@ -276,6 +270,7 @@ def _family(
     description: str,
     uses_gradients: bool = True,
     aliases: tuple[str, ...] = (),
+    class_agnostic: bool = False,
 ) -> type[GradCamFamily]:
     cls = type(
         cam_class + "Explainer",
@@ -288,6 +283,7 @@ def _family(
             "description": description,
             "cam_class": LazyClass(grad_cam_library, cam_class),
             "uses_gradients": uses_gradients,
+            "class_agnostic": class_agnostic,
             "__doc__": f"{cam_class} through pytorch-grad-cam.",
             "__module__": __name__,
         },
@@ -320,6 +316,7 @@ EigenCAMExplainer = _family(
     "eigencam", "EigenCAM", "EigenCAM", "Eigen",
     "The first principal component of the layer's activations; the same for every class.",
     uses_gradients=False,
+    class_agnostic=True,
 )  # fmt: skip
 
 

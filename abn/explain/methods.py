@@ -25,6 +25,7 @@ class AbnExplainer(Explainer):
     short = "ABN att"
     description = "The attention map the ABN model computes and applies in its own forward pass."
     normalize = False
+    class_agnostic = True  # M(x) (multi-task ABN: the target attribute's map)
 
     @classmethod
     def unsupported(cls, model: nn.Module) -> str | None:

@@ -19,6 +19,7 @@ from .scorecard import (
     format_differences,
     format_summary,
     paired_differences,
+    reference_method,
     sample_batches,
     score,
     summarize,
@@ -72,15 +73,15 @@ def add_scorecard_parser(subparsers) -> argparse.ArgumentParser:
 def parse_methods(text: str, models: dict[str, nn.Module]) -> list[Entry]:
     """``GradCAM,abn,gradcam@model`` → entries, checking each method fits its model. Methods
     are matched as the library matches them (any case, ``-``/``_`` ignored, aliases)."""
-    from abn.explain import get_method, list_methods
+    from abn.explain import list_methods, method_names
 
     entries = []
     for item in [m.strip() for m in text.split(",") if m.strip()]:
         asked, _, role = item.partition("@")
         try:
-            method = get_method(asked.strip()).name
-        except KeyError as exc:
-            raise ValueError(f"{item}: {exc.args[0]}") from None
+            [method] = method_names(asked)
+        except ValueError as exc:
+            raise ValueError(f"{item}: {exc}") from None
         role = role.strip() or DEFAULT_ROLE.get(method, "baseline")
         if role not in ROLES:
             raise ValueError(f"{item}: role must be one of {', '.join(ROLES)}")
@@ -175,7 +176,7 @@ def _run(args, device, models, entries, metrics, batches, n, total, out: Path) -
     written = [out / "scorecard.csv", out / "summary.csv"]
     print(f"{n} images of {args.data}/{args.split} (seed {args.seed}), device {device}")
     print(format_summary(summary))
-    diffs = paired_differences(table)
+    diffs = paired_differences(table, reference_method(entries))
     if not diffs.empty:  # more than one method: each against the ABN map, image by image
         diffs.to_csv(out / "differences.csv", index=False)
         written.append(out / "differences.csv")

@@ -74,7 +74,7 @@ def perturbed_images(
     steps: int,
     baseline: Baseline | torch.Tensor,
 ) -> torch.Tensor:
-    """All perturbed images, (B, S+1, C, H, W)."""
+    """All perturbed images, (B, S+1, C, H, W); ``baseline`` as :func:`baseline_image` takes it."""
     h, w = images.shape[-2:]
     counts = step_counts(h * w, steps).to(images.device)
     removed = pixel_ranks(maps).unsqueeze(1) < counts.view(1, -1, 1, 1)  # B×(S+1)×H×W
@@ -104,25 +104,16 @@ def perturbation_curves(
     baseline = DEFAULT_BASELINE[mode] if baseline is None else baseline
     maps = maps.to(images.device)
     targets = torch.as_tensor(targets, device=images.device).view(-1)
+    base = baseline_image(images, baseline)  # B×C×H×W: each chunk takes its own rows
     rows = []
     for sl in _chunks(images.shape[0], images_per_chunk):
-        pert = perturbed_images(images[sl], maps[sl], mode, steps, _rows(baseline, sl, images))
+        pert = perturbed_images(images[sl], maps[sl], mode, steps, base[sl])
         n = pert.shape[1]
         t = targets[sl].repeat_interleave(n)
         rows.append(target_probability(model, pert.flatten(0, 1), t, batch_size).view(-1, n))
     fractions = step_counts(images.shape[-2] * images.shape[-1], steps).double()
     fractions = (fractions / fractions[-1]).float()
     return PerturbationCurves(mode, fractions, torch.cat(rows).cpu())
-
-
-def _rows(baseline: Baseline | torch.Tensor, sl: slice, images: torch.Tensor):
-    """The chunk's own rows of a per-image baseline tensor (B×…); anything else as it is."""
-    per_image = (
-        isinstance(baseline, torch.Tensor)
-        and baseline.dim() == images.dim()
-        and baseline.shape[0] == images.shape[0] > 1
-    )
-    return baseline[sl] if per_image else baseline
 
 
 def _chunks(n: int, size: int):

@@ -13,9 +13,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from abn.stats import ALPHA, holm, mean_ci, paired_t
+
 from .confidence import confidence_change, road
 from .perturbation import perturbation_curves
-from .stats import ALPHA, holm, mean_ci, paired_t
 
 METRICS = ("deletion", "insertion", "confidence", "road")
 HIGHER_IS_BETTER = {
@@ -170,23 +171,27 @@ def format_summary(summary: pd.DataFrame) -> str:
     return "\n".join([fmt.format(*head)] + [fmt.format(*cells) for cells in lines])
 
 
-def reference_method(table: pd.DataFrame) -> str:
-    """The method the others are compared with: ABN's attention map, else the first one."""
-    methods = list(dict.fromkeys(table["method"]))
-    if not methods:
-        raise ValueError("the scorecard table is empty")
-    return next((m for m in methods if m.split(" ")[0] == "abn"), methods[0])
+def reference_method(entries: Sequence[Entry]) -> str:
+    """The label of the entry the others are compared with: ABN's attention map, else the
+    first entry."""
+    if not entries:
+        raise ValueError("no scorecard entries")
+    return next((e.label for e in entries if e.method == "abn"), entries[0].label)
 
 
 def paired_differences(table: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
-    """Every method against ``reference`` (default: :func:`reference_method`) on the same images.
+    """Every method against ``reference`` (a label of ``table["method"]``; default: the table's
+    first method, see :func:`reference_method`) on the same images.
 
     One row per method and metric: the mean of (method − reference) over the images both were
     scored on, its paired 95% t-interval, the paired t-test's two-sided p-value, the p-value
     Holm-adjusted over all the rows, and which of the two is significantly better (α = 0.05;
     empty when neither is).
     """
-    reference = reference or reference_method(table)
+    if reference is None:
+        if table.empty:
+            raise ValueError("the scorecard table is empty")
+        reference = table["method"].iloc[0]
     if reference not in set(table["method"]):
         raise ValueError(f"no method {reference!r} in the scorecard table")
     metric_cols = [c for c in HIGHER_IS_BETTER if c in table.columns]

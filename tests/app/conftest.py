@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 import abn
 from abn.checkpoint import card_for
@@ -122,3 +123,20 @@ def png(color=(200, 30, 30), size=(40, 30), fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format=fmt)
     return buf.getvalue()
+
+
+PAGE_TIMEOUT = 120  # seconds for one AppTest run of a page
+
+
+def run_page(name: str, link: str | None = None) -> AppTest:
+    """Run a page (path relative to the repository) under AppTest; ``link``: its ``?model=``."""
+    at = AppTest.from_file(str(REPO / name), default_timeout=PAGE_TIMEOUT)
+    if link is not None:
+        at.query_params["model"] = link
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    """No exception elements and no error messages on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]

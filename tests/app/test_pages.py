@@ -15,20 +15,7 @@ from streamlit.testing.v1 import AppTest
 import abn
 from abn.data.registry import CELEBA_ATTRIBUTES, CIFAR10_CLASSES
 
-from .conftest import REPO, make_checkpoint, png
-
-TIMEOUT = 120
-
-
-def run_page(name: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / name), default_timeout=TIMEOUT)
-    return at.run()
-
-
-def assert_clean(at: AppTest) -> None:
-    """No exception elements and no error messages on the page."""
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+from .conftest import REPO, assert_clean, make_checkpoint, png, run_page
 
 
 def errors(at: AppTest) -> str:
@@ -380,16 +367,26 @@ def _trace_names(at: AppTest) -> set[str]:
     return {t.get("name") for t in json.loads(chart.proto.spec)["data"]}
 
 
-def test_embeddings_selection_shows_images_with_maps(app_env, tiny_cifar):
+def embeddings_with_two_selected() -> AppTest:
+    """The Embeddings page on 50 points with points 0 and 5 selected in the right panel."""
     at = run_page("pages/3_Embeddings.py")
     at.slider(key="emb_n").set_value(50).run()
     at.button[0].click().run()
     at.session_state["tsne_abn_ga"] = {
         "selection": {"points": [{"customdata": [0]}, {"customdata": [5]}], "box": [], "lasso": []}
     }
-    at.run()
+    return at.run()
+
+
+def selected_captions(at: AppTest) -> list[str]:
+    """Captions of the selected images shown under the plots."""
+    return [c for img in at.image for c in img.captions if c.startswith("#")]
+
+
+def test_embeddings_selection_shows_images_with_maps(app_env, tiny_cifar):
+    at = embeddings_with_two_selected()
     assert not at.exception
-    captions = [c for img in at.image for c in img.captions if c.startswith("#")]
+    captions = selected_captions(at)
     assert captions == [c for c in captions if "→" in c] and len(captions) == 2
 
 

@@ -12,24 +12,11 @@ from streamlit.testing.v1 import AppTest
 
 from abn.data.registry import IMAGENETTE_CLASSES
 
-from .conftest import REPO, make_checkpoint, png
+from .conftest import REPO, assert_clean, make_checkpoint, png, run_page
 
-TIMEOUT = 120
 SHIPPED = REPO / "assets"
 PAGES = {"inspect": "pages/1_Inspect.py", "cmp": "pages/2_Compare.py", "sc": "pages/5_Scorecard.py"}
 MAIN_PICKER = {"inspect": "inspect_model", "cmp": "cmp_abn", "sc": "sc_abn"}
-
-
-def run_page(name: str, link: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(REPO / name), default_timeout=TIMEOUT)
-    if link is not None:
-        at.query_params["model"] = link
-    return at.run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +64,6 @@ def test_pages_open_on_the_largest_single_task_abn(mixed_env, page):
     assert "model" not in at.query_params  # the default needs no link
 
 
-@pytest.mark.skipif(
-    not (SHIPPED / "imagenette-resnet18-abn.safetensors").is_file(),
-    reason="the shipped Imagenette models are not in assets/",
-)
 @pytest.mark.parametrize("page", list(PAGES))
 def test_shipped_pages_open_on_the_imagenette_abn(no_data, monkeypatch, page):
     monkeypatch.delenv("ABN_ASSETS_DIR", raising=False)

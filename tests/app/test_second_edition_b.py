@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from .conftest import png
-from .test_pages import assert_clean, run_page, upload
+from .test_pages import (
+    assert_clean,
+    embeddings_with_two_selected,
+    run_page,
+    selected_captions,
+    upload,
+)
 
 # ----------------------------------------------------------------------------- Face attributes
 
@@ -74,32 +80,22 @@ def test_scorecard_split_result_survives_the_steps_slider(app_env, tiny_cifar, m
 # ----------------------------------------------------------------------------- Embeddings
 
 
-def _selected_captions(at) -> list[str]:
-    return [c for img in at.image for c in img.captions if c.startswith("#")]
-
-
 def test_embeddings_selection_survives_colour_by(app_env, tiny_cifar):
-    at = run_page("pages/3_Embeddings.py")
-    at.slider(key="emb_n").set_value(50).run()
-    at.button[0].click().run()
-    at.session_state["tsne_abn_ga"] = {
-        "selection": {"points": [{"customdata": [0]}, {"customdata": [5]}], "box": [], "lasso": []}
-    }
-    at.run()
+    at = embeddings_with_two_selected()
     assert_clean(at)
-    selected = _selected_captions(at)
+    selected = selected_captions(at)
     assert len(selected) == 2
     for colour in ("correctness", "confidence", "true class"):
         at.radio(key="emb_colour").set_value(colour).run()
         assert_clean(at)
-        assert _selected_captions(at) == selected, colour
+        assert selected_captions(at) == selected, colour
     at.session_state["tsne_abn_ga"] = {  # a new selection in the recoloured chart replaces it
         "selection": {"points": [{"customdata": [1]}], "box": [], "lasso": []}
     }
     at.run()
-    assert [c.split(" · ")[0] for c in _selected_captions(at)] == ["#1"]
+    assert [c.split(" · ")[0] for c in selected_captions(at)] == ["#1"]
     at.button(key="emb_clear").click().run()
     assert_clean(at)
-    assert _selected_captions(at) == []
+    assert selected_captions(at) == []
     at.radio(key="emb_colour").set_value("correctness").run()
-    assert _selected_captions(at) == []  # a cleared selection stays cleared
+    assert selected_captions(at) == []  # a cleared selection stays cleared

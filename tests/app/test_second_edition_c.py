@@ -10,23 +10,12 @@ from streamlit.testing.v1 import AppTest
 
 from abn.explain import get_method
 
-from .conftest import REPO, make_checkpoint
-
-TIMEOUT = 120
+from .conftest import REPO, assert_clean, make_checkpoint, run_page
 
 
 def titles(*methods: str) -> set[str]:
     """The names the method picker shows."""
     return {get_method(m).title for m in methods}
-
-
-def run_page(name: str) -> AppTest:
-    return AppTest.from_file(str(REPO / name), default_timeout=TIMEOUT).run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def grid_targets(at: AppTest) -> list[str]:

@@ -11,26 +11,26 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.layout import PAGES
+
 from .conftest import REPO
 
 SCRIPTS = [REPO / "Home.py", *sorted((REPO / "pages").glob("*.py"))]
 
 
-def test_every_page_is_found() -> None:
-    names = [p.name for p in SCRIPTS]
-    assert len(names) >= 2 and names[0] == "Home.py"
-    assert all(p.is_file() for p in SCRIPTS)
+def test_every_page_on_disk_is_linked_from_home() -> None:
+    """A page file that Home's page list (``app.layout.PAGES``) does not link is unreachable."""
+    linked = {REPO / path for path, _label, _icon in PAGES.values()}
+    assert set(SCRIPTS[1:]) == linked
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_page_renders_without_models_or_data(
-    script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    script: Path, tmp_path: Path, no_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    empty_assets, empty_data = tmp_path / "no-models", tmp_path / "no-data"
+    empty_assets = tmp_path / "no-models"
     empty_assets.mkdir()
-    empty_data.mkdir()
     monkeypatch.setenv("ABN_ASSETS_DIR", str(empty_assets))
-    monkeypatch.setenv("ABN_DATA_ROOT", str(empty_data))
     monkeypatch.chdir(REPO)
     at = AppTest.from_file(str(script), default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]

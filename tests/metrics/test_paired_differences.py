@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from abn.metrics.scorecard import format_differences, paired_differences, reference_method
+from abn.metrics.scorecard import (
+    Entry,
+    format_differences,
+    paired_differences,
+    reference_method,
+)
 from abn.stats import holm
 
 
@@ -24,15 +29,17 @@ def _table(n: int = 40) -> pd.DataFrame:
 
 
 def test_the_reference_is_the_abn_map_wherever_it_is_listed() -> None:
-    table = _table()
-    assert reference_method(table) == "abn (abn)"
-    assert reference_method(table[table["method"] != "abn (abn)"]) == "gradcam (plain)"
+    entries = [Entry(f"{m} ({v})", None, m) for m, v in
+               (("gradcam", "plain"), ("abn", "abn"), ("cam", "cam"))]  # fmt: skip
+    assert reference_method(entries) == "abn (abn)"
+    assert reference_method([e for e in entries if e.method != "abn"]) == "gradcam (plain)"
+    assert paired_differences(_table())["reference"].iloc[0] == "gradcam (plain)"  # the first
 
 
 def test_paired_differences_match_a_paired_t_test_and_holm() -> None:
     table = _table()
     shuffled = table.sample(frac=1.0, random_state=1)  # pairing is by image, not by row order
-    diffs = paired_differences(shuffled)
+    diffs = paired_differences(shuffled, reference="abn (abn)")
     assert set(diffs["method"]) == {"gradcam (plain)", "cam (cam)"}
     assert (diffs["reference"] == "abn (abn)").all() and (diffs["n"] == 40).all()
     by = table.set_index(["method", "image"])

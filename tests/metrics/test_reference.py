@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import quantus  # a test dependency (requirements-ref.txt): missing, the suite fails
 import torch
+from quantus.functions import perturb_func
 from torch import nn
 
 from abn.metrics import baseline_image, cascading_randomization, confidence_change, road
@@ -86,7 +88,6 @@ def _replace_from(arr: np.ndarray, indices: np.ndarray, source: np.ndarray, **_)
 def _pixel_flipping(model, start: torch.Tensor, end: torch.Tensor | None, maps, targets):
     """Quantus's curve from ``start`` towards ``end`` (None: Quantus's own 0.0 baseline), in the
     maps' order, STEPS steps of all channels of H·W/STEPS pixels: B×STEPS, without step 0."""
-    quantus = pytest.importorskip("quantus")
     kw = {"perturb_baseline": 0.0}
     if end is not None:
         kw = {"perturb_func": _replace_from,
@@ -116,7 +117,6 @@ def test_deletion_curve_matches_quantus_pixel_flipping(baseline):
 def test_deletion_with_a_per_image_baseline_matches_quantus_black():
     """Quantus's "black" is each image's minimum (over all channels): ours as an explicit B×1×1×1
     baseline, scored in chunks of 2 images (each chunk must take its own rows of the baseline)."""
-    quantus = pytest.importorskip("quantus")
     model, (x, maps, t) = _tiny(), _inputs(seed=9)
     black = x.amin(dim=(1, 2, 3), keepdim=True)
     ours = perturbation_curves(model, x, maps, t, "deletion", steps=STEPS, baseline=black,
@@ -142,7 +142,6 @@ def test_insertion_curve_is_pixel_flipping_from_the_baseline_towards_the_image(b
 
 def test_auc_is_quantus_trapezoid_over_the_fraction_of_pixels(monkeypatch):
     """Quantus integrates its curve (no step 0) with dx=1; ours adds step 0 and uses dx=1/S."""
-    quantus = pytest.importorskip("quantus")
     if not hasattr(np, "trapz"):  # removed in NumPy 2.4; Quantus 0.6 still calls it
         monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
     model, (x, maps, t) = _tiny(), _inputs(seed=3)
@@ -182,12 +181,11 @@ def test_average_drop_and_increase_match_pytorch_grad_cam():
 
 
 def _quantus_road(model, x, maps, t, percentile: int, most_relevant: bool) -> torch.Tensor:
-    pf = pytest.importorskip("quantus.functions.perturb_func")
     k = H * W * percentile // 100
     imputed = []
     for image, m in zip(x.numpy(), maps.flatten(1).numpy(), strict=True):
         order = np.argsort(-m if most_relevant else m, kind="stable")
-        imputed.append(pf.noisy_linear_imputation(image, indices=order[:k], noise=0.0))
+        imputed.append(perturb_func.noisy_linear_imputation(image, indices=order[:k], noise=0.0))
     after = torch.from_numpy(np.stack(imputed)).float()
     return _probability(model, after, t) - _probability(model, x, t)
 
@@ -241,7 +239,6 @@ def _reset(seed: int):
 
 
 def _mprt(model: nn.Module, x, t, seed: int, **kw) -> dict:
-    quantus = pytest.importorskip("quantus")
     metric = quantus.MPRT(layer_order="top_down", seed=seed, abs=False, normalise=False,
                           disable_warnings=True, **kw)  # fmt: skip
     return metric(model=model, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=None,
