@@ -202,6 +202,8 @@ def _embeddings(page, photos) -> None:
 def _scorecard(page, photos) -> None:
     _upload(page, [photos["chelsea"]])
     page.get_by_text("Deletion (lower AUC is better)").wait_for(timeout=TIMEOUT_MS)
+    # the AUC table comes after the curves: measuring the page's height before it came cut it off
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=TIMEOUT_MS)
 
 
 def _full_height(page, width: int, limit: int = 8000) -> None:
