@@ -246,12 +246,25 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     return _parse_card(_read_metadata(path), path.name)
 
 
+def stored_digest(path: str | os.PathLike | bytes) -> str:
+    """The SHA-256 (hex) a checkpoint stores with its tensors (and, from format 2, its card),
+    read from the file's header without loading or verifying the weights; ``path`` may be the
+    file's bytes."""
+    if isinstance(path, (bytes, bytearray)):
+        with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:
+            tmp.write(path)
+            tmp.flush()
+            return stored_digest(tmp.name)
+    return _read_metadata(Path(path)).get(_META_DIGEST, "")
+
+
 def load(
     path: str | os.PathLike | bytes,
     map_location: str | torch.device = "cpu",
     name: str = "upload",
 ) -> nn.Module:
-    """Rebuild a model from its card and load its weights; ``model.card`` holds the card.
+    """Rebuild a model from its card and load its weights; ``model.card`` holds the card and
+    ``model.digest`` the SHA-256 stored with it (checked against the weights and card).
 
     ``path`` may also be the file's bytes (an upload), which errors call ``name``. Never executes
     code from the file.
@@ -270,6 +283,7 @@ def load(
     model = build_from_card(card, source=path.name)
     _load_state(model, tensors, path.name)
     model.card = card
+    model.digest = _read_metadata(path).get(_META_DIGEST, "")  # verified: the file's SHA-256
     return model.to(map_location).eval()
 
 
