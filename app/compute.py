@@ -17,7 +17,15 @@ import streamlit as st
 import torch
 from torch import nn
 
-from abn.explain import Explanation, explain, get_method, list_methods
+from abn.explain import (
+    Explanation,
+    estimate_seconds,
+    explain,
+    get_method,
+    list_methods,
+    pass_seconds,
+)
+from abn.explain import about as about  # for the pages
 from abn.explain import minmax_per_map as minmax_per_map  # for the pages
 from abn.explain.render import denormalize
 from abn.metrics import agreement_matrix as agreement_matrix  # for the pages
@@ -75,11 +83,56 @@ def _explain(
     return explain(_model, _x, method, target).cpu()
 
 
+_SLOW_MAPS: OrderedDict[tuple, Explanation] = OrderedDict()  # shared by all sessions
+_SLOW_MAPS_MAX = 128
+_SLOW_MAPS_LOCK = threading.Lock()
+
+
 def explanation(
-    ref: ModelRef, picked: Picked, method: str, target: int | None = None
+    ref: ModelRef, picked: Picked, method: str, target: int | None = None, progress=None
 ) -> Explanation:
-    """``method``'s explanation of one image for ``target`` (``None``: the predicted class)."""
-    return _explain(ref.key, picked.digest, method, target, load(ref), prepare(ref, picked).x)
+    """``method``'s explanation of one image for ``target`` (``None``: the predicted class).
+
+    A slow method (Score-CAM, RISE, …) with ``progress`` (``callback(fraction, message)``, e.g.
+    a bar's ``progress``) reports per batch of forward passes, and is cached by hand: on a
+    ``st.cache_data`` hit Streamlit would replay the bar's calls onto a bar that is gone.
+    """
+    key = (ref.key, picked.digest, method, target)
+    if get_method(method).slow:
+        with _SLOW_MAPS_LOCK:
+            if key in _SLOW_MAPS:
+                _SLOW_MAPS.move_to_end(key)
+                return _SLOW_MAPS[key]
+    if progress is None or not get_method(method).slow:
+        return _explain(*key, load(ref), prepare(ref, picked).x)
+    ex = explain(load(ref), prepare(ref, picked).x, method, target, progress=progress).cpu()
+    with _SLOW_MAPS_LOCK:
+        _SLOW_MAPS[key] = ex
+        while len(_SLOW_MAPS) > _SLOW_MAPS_MAX:
+            _SLOW_MAPS.popitem(last=False)
+    return ex
+
+
+def slow_estimate(cells: list[Cell], images: int = 1) -> tuple[float, list[str]] | None:
+    """Expected seconds of the slow methods among ``cells`` on ``images`` images, from each
+    model's measured forward pass (measured once per model), and their titles; ``None`` when
+    none is slow."""
+    slow = [c for c in cells if get_method(c.method).slow]
+    if not slow:
+        return None
+    seconds = sum(estimate_seconds(load(c.ref), c.method, images) for c in slow)
+    return seconds, list(dict.fromkeys(method_title(c.method) for c in slow))
+
+
+def split_estimate(cells: list[Cell], n: int, steps: int) -> float:
+    """Expected seconds of :func:`split_scores`: each method's explanation and the metrics'
+    forward passes (deletion and insertion curves, confidence change), from measured passes."""
+    total = 0.0
+    for c in cells:
+        model = load(c.ref)
+        total += estimate_seconds(model, c.method, n)
+        total += (2 * (steps + 1) + 2) * n * pass_seconds(model)
+    return total
 
 
 def default_method(model: nn.Module) -> str:

@@ -12,7 +12,8 @@ imported only when one of their methods runs. The library never imports Streamli
 
 Layers (each imports only those above it): ``core`` (result, batch, targets, scaling) →
 ``replica`` → ``backends`` → ``engine`` → ``base`` (``Explainer``, the registry) → the methods
-(``methods``, ``gradcam``, ``rise``, ``attribution``).
+(``methods``, ``gradcam``, ``rise``, ``attribution``). ``progress`` (the callback's tracker)
+sits below ``engine``; ``cost`` (estimates from measured forward passes) above the methods.
 """
 
 # Importing registers the methods, in this order (list_methods keeps it).
@@ -35,8 +36,10 @@ from .base import (
     register_method,
 )
 from .core import Explanation, ForwardPass, TargetSpec, maps_at_input_size, minmax_per_map
+from .cost import about, estimate_seconds, pass_seconds
 from .engine import run
 from .gradcam import GradCamFamily
+from .progress import ProgressFn
 from .replica import count_hooks
 
 __all__ = [
@@ -47,8 +50,11 @@ __all__ = [
     "Explanation",
     "ForwardPass",
     "GradCamFamily",
+    "ProgressFn",
     "TargetSpec",
+    "about",
     "count_hooks",
+    "estimate_seconds",
     "explain",
     "explain_many",
     "get_explainer",
@@ -57,6 +63,7 @@ __all__ = [
     "maps_at_input_size",
     "method_names",
     "minmax_per_map",
+    "pass_seconds",
     "register_method",
     "run",
 ]

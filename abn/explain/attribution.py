@@ -18,6 +18,7 @@ from torch import nn
 from .backends import ON_REPLICA
 from .base import Explainer, register_method
 from .core import LazyClass, captum_library, class_scores
+from .progress import step
 
 
 class CaptumMethod(Explainer):
@@ -30,11 +31,18 @@ class CaptumMethod(Explainer):
     captum_class: ClassVar[type]
     #: how many model inputs one forward pass may take (bounds memory).
     batch_size: int = 64
+    #: forward-pass equivalents per model input (a backward pass counts as two).
+    passes_per_input: ClassVar[float] = 1.0
 
     def attribute(
         self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
-        method = self.captum_class(lambda x: class_scores(model(x)))
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            scores = class_scores(model(x))
+            step(len(x) * self.passes_per_input)
+            return scores
+
+        method = self.captum_class(forward)
         return self.run_captum(method, images, targets).sum(1).clamp_min(0)
 
     def run_captum(self, method, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -57,6 +65,11 @@ class IntegratedGradientsExplainer(CaptumMethod):
     )
     captum_class = LazyClass(captum_library, "IntegratedGradients")
     steps: int = 32
+    passes_per_input = 3.0
+
+    def forward_passes(self, size: tuple[int, int]) -> float:
+        """A forward and a backward pass per step of the path."""
+        return self.steps * self.passes_per_input
 
     def run_captum(self, method, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
@@ -85,10 +98,21 @@ class OcclusionExplainer(CaptumMethod):
     captum_class = LazyClass(captum_library, "Occlusion")
     window: float = 1 / 8
 
+    def forward_passes(self, size: tuple[int, int]) -> float:
+        """One pass per patch position, and one of the image itself."""
+        side, stride = self.patch(size)
+        rows = (size[0] - side) // stride + 1
+        cols = (size[1] - side) // stride + 1
+        return float(rows * cols + 1)
+
+    def patch(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(side, stride) of the patch for an image of ``size``."""
+        side = max(1, round(min(size) * self.window))
+        return side, max(1, side // 2)
+
     def run_captum(self, method, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         channels, h, w = images.shape[1:]
-        side = max(1, round(min(h, w) * self.window))
-        stride = max(1, side // 2)
+        side, stride = self.patch((h, w))
         with torch.no_grad():
             return method.attribute(
                 images,

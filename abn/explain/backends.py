@@ -41,6 +41,11 @@ class Backend:
         """Raw B×h×w maps and seconds of every method of ``group``."""
         raise NotImplementedError
 
+    def forward_passes(self, group: Sequence[Method], size: tuple[int, int]) -> float:
+        """Forward passes per image of ``size`` that computing ``group`` costs (progress and
+        cost estimates; a backward pass counts as two)."""
+        return float(sum(e.forward_passes(size) for e in group))
+
 
 class ReadForward(Backend):
     """Maps read from the shared forward pass by each method's ``raw_maps(batch)``; each is

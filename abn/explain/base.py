@@ -23,6 +23,7 @@ from torch import nn
 from .backends import READ_FORWARD, Backend
 from .core import Explanation, ForwardPass, TargetSpec, resolve_class_names
 from .engine import run
+from .progress import ProgressFn
 
 
 class Explainer:
@@ -78,6 +79,11 @@ class Explainer:
         """Why this method cannot explain ``model``, or ``None`` when it can."""
         return None
 
+    def forward_passes(self, size: tuple[int, int]) -> float:
+        """Forward passes per image of ``size`` this method runs beyond the shared one (a
+        backward pass counts as two): what progress counts and cost estimates multiply."""
+        return 0.0
+
     def raw_maps(self, batch: ForwardPass) -> torch.Tensor:
         """B×h×w maps for the batch's targets, read from its forward pass (``READ_FORWARD``)."""
         raise NotImplementedError
@@ -89,10 +95,16 @@ class Explainer:
         raise NotImplementedError
 
     def __call__(
-        self, images: torch.Tensor, target: TargetSpec = None, *, batch_size: int | None = None
+        self,
+        images: torch.Tensor,
+        target: TargetSpec = None,
+        *,
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
     ) -> Explanation:
-        """Explain a batch (B×3×H×W or 3×H×W, preprocessed) for ``target``."""
-        return run([self], images, target, batch_size=batch_size)[self.name]
+        """Explain a batch (B×3×H×W or 3×H×W, preprocessed) for ``target``; ``progress``
+        (``callback(fraction, message)``) follows the work per batch of forward passes."""
+        return run([self], images, target, batch_size=batch_size, progress=progress)[self.name]
 
     def __repr__(self) -> str:
         layer = f", layer={self.layer_name!r}" if self.layer_name else ""
@@ -193,14 +205,15 @@ def explain_many(
     target_layer: nn.Module | str | None = None,
     class_names: Sequence[str] | None = None,
     batch_size: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Explanation]:
     """Explain ``images`` with several methods, sharing the forward (and backward) pass; the
-    result is keyed by each method's registered name."""
+    result is keyed by each method's registered name. ``progress`` as in :func:`explain`."""
     classes = {cls.name: cls for cls in map(get_method, methods)}
     explainers = [
         cls(model, target_layer=target_layer, class_names=class_names) for cls in classes.values()
     ]
-    return run(explainers, images, target, batch_size=batch_size)
+    return run(explainers, images, target, batch_size=batch_size, progress=progress)
 
 
 def explain(
@@ -212,6 +225,7 @@ def explain(
     target_layer: nn.Module | str | None = None,
     class_names: Sequence[str] | None = None,
     batch_size: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> Explanation:
     """Explain a batch of preprocessed images (B×3×H×W or 3×H×W) with one method.
 
@@ -224,6 +238,9 @@ def explain(
         target_layer: Grad-CAM family layer (module or dotted name); default per architecture.
         class_names: names for string targets (default ``model.card.class_names``).
         batch_size: explain in chunks of this many images (bounds memory).
+        progress: ``callback(fraction, message)``, called as the work advances (per method and
+            chunk, and per batch of forward passes in the slow methods) with a fraction in
+            [0, 1] that never decreases; ``st.progress(...).progress`` fits it.
     """
     explainer = get_explainer(method, model, target_layer=target_layer, class_names=class_names)
-    return explainer(images, target, batch_size=batch_size)
+    return explainer(images, target, batch_size=batch_size, progress=progress)

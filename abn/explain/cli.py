@@ -16,7 +16,7 @@ from PIL import Image
 from abn.data.images import ImageReadError, is_image_file, read_image
 from abn.data.transforms import seen_box
 
-from .base import explain_many, list_methods, method_names
+from .base import explain_many, get_method, list_methods, method_names
 from .core import TargetSpec
 from .preprocess import preprocess_for
 from .render import COLORMAPS, overlay, save_map_npy
@@ -154,14 +154,19 @@ def _explain_files(
     rows: list[dict] = []
     stems: set[str] = set()
     failures = 0
-    for batch in _batches(files, max(1, args.batch_size)):
+    batches = list(_batches(files, max(1, args.batch_size)))
+    report = ProgressPrinter(len(batches)) if _any_slow(methods) else None
+    for index, batch in enumerate(batches):
         good, failed = _read_batch(batch)
         failures += failed
         if not good:
             continue
         x = preprocess_for(model, [img for _, img in good])
+        progress = report.for_batch(index) if report else None
         try:
-            results = explain_many(model, x, methods, target, target_layer=args.target_layer)
+            results = explain_many(
+                model, x, methods, target, target_layer=args.target_layer, progress=progress
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise UsageError(str(exc)) from None
         for i, (path, img) in enumerate(good):
@@ -170,6 +175,48 @@ def _explain_files(
             for method, res in results.items():
                 rows.append(_write(out, stem, path, seen, method, res, i, args))
     return rows, failures
+
+
+def _any_slow(methods: Sequence[str]) -> bool:
+    return any(get_method(m).slow for m in methods)
+
+
+class ProgressPrinter:
+    """Progress of a run of ``batches`` image batches on stderr: a line whenever another 5%
+    is done (``progress`` callbacks of :func:`~abn.explain.explain_many`, one per batch)."""
+
+    def __init__(self, batches: int, every: float = 0.05) -> None:
+        self.batches = max(batches, 1)
+        self.every = every
+        self.shown = -1.0
+
+    def for_batch(self, index: int):
+        def progress(fraction: float, message: str) -> None:
+            overall = (index + fraction) / self.batches
+            if overall >= self.shown + self.every or (overall >= 1.0 > self.shown):
+                self.shown = overall
+                where = f", batch {index + 1}/{self.batches}" if self.batches > 1 else ""
+                print(f"{overall:4.0%} {message}{where}", file=sys.stderr, flush=True)
+
+        return progress
+
+
+def _print_estimate(model, methods: list[str], images: int, layer: str | None) -> None:
+    """Before a slow run: its expected duration from a measured forward pass."""
+    from .cost import about, estimate_seconds
+
+    if not _any_slow(methods):
+        return
+    try:
+        seconds = estimate_seconds(model, methods, images, target_layer=layer)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"{images} image(s) with {', '.join(methods)}: {about(seconds)} on this machine "
+        "(from a measured forward pass)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -188,6 +235,7 @@ def run_explain(args: argparse.Namespace) -> int:
         methods = resolve_methods(args.methods, model)
         files = _image_files(args.images)
         out = _output_folder(args.out)
+        _print_estimate(model, methods, len(files), args.target_layer)
         rows, failures = _explain_files(model, files, methods, out, args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,6 +9,10 @@ backend compute its group; it knows nothing of any method or library:
   one forward and one backward.
 * Otherwise the engine runs the shared model under ``torch.inference_mode`` with no hooks (a
   read-only forward any number of threads can run at once) for the predictions and targets.
+
+With a ``progress`` callback the engine counts the forward passes it expects (:func:`passes`)
+and reports per method and chunk, and within slow methods per batch of passes
+(:mod:`.progress`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from . import progress as _progress
 from .core import (
     Explanation,
     ForwardPass,
@@ -44,13 +49,33 @@ def run(
     target: TargetSpec = None,
     *,
     batch_size: int | None = None,
+    progress: _progress.ProgressFn | None = None,
 ) -> dict[str, Explanation]:
-    """Explain ``images`` with every explainer (all built for the same model)."""
+    """Explain ``images`` with every explainer (all built for the same model); ``progress``
+    (``callback(fraction, message)``) is told the fraction done per method and batch."""
     model = explainers[0].model
     if any(e.model is not model for e in explainers):
         raise ValueError("all explainers of one run must explain the same model")
     check_ready(model)
     x = as_batch(images, model)
+    size = (x.shape[-2], x.shape[-1])
+    total = passes(explainers, size) * x.shape[0]
+    with _progress.tracking(progress, total):
+        return _run_chunks(explainers, x, target, batch_size)
+
+
+def passes(explainers: Sequence[Method], size: tuple[int, int]) -> float:
+    """Forward passes (one image through the model) the engine expects per image of ``size``:
+    the shared pass when the engine runs it, plus each group's own."""
+    model = explainers[0].model
+    groups = groups_of(explainers, model)
+    shared = 0.0 if groups[0][0].gives_output(model) else 1.0
+    return shared + sum(backend.forward_passes(group, size) for backend, group in groups)
+
+
+def _run_chunks(
+    explainers: Sequence[Method], x: torch.Tensor, target: TargetSpec, batch_size: int | None
+) -> dict[str, Explanation]:
     if batch_size is None or batch_size >= x.shape[0]:
         return _run_batch(explainers, x, target)
     per_image = target is not None and not isinstance(target, (int, str))
@@ -90,13 +115,21 @@ def _run_batch(
     explicit = resolve_targets(target, x.shape[0], num_outputs(model), names, None, x.device)
     groups = groups_of(explainers, model)
     batch = ForwardPass(x, None, explicit)
+    tracker = _progress.current()
     if not groups[0][0].gives_output(model):
         batch = _inference_forward(model, batch)
+        _progress.step(len(x))
     raws: dict[str, torch.Tensor] = {}
     seconds: dict[str, float] = {}
+    size = (x.shape[-2], x.shape[-1])
     for backend, group in groups:
         start = time.perf_counter()
-        done = backend.compute(group, batch)
+        if tracker is None:
+            done = backend.compute(group, batch)
+        else:
+            titles = ", ".join(getattr(e, "title", e.name) for e in group)
+            with tracker.section(titles, backend.forward_passes(group, size) * len(x)):
+                done = backend.compute(group, batch)
         if batch.output is None:  # the other methods read this backend's forward pass
             batch = ForwardPass(x, done.output, done.targets, time.perf_counter() - start)
         raws.update(done.raws)

@@ -14,11 +14,12 @@ or parameter needs a gradient.
 
 from __future__ import annotations
 
+import threading
 import time
 import types
 import weakref
 from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache, partial
 from types import ModuleType
 from typing import TYPE_CHECKING, ClassVar
@@ -31,7 +32,8 @@ from abn.models.output import ModelOutput
 from .backends import Backend
 from .base import Explainer, register_method
 from .core import Computed, ForwardPass, LazyClass, predictions
-from .replica import borrowed_replica, cut_graph_hook, session_cache
+from .progress import step
+from .replica import borrowed_replica, cut_graph_hook, fingerprint, replicate, session_cache
 
 if TYPE_CHECKING:
     from pytorch_grad_cam.base_cam import BaseCAM
@@ -132,6 +134,11 @@ class LayerCapture(Backend):
     def group_key(self, explainer: GradCamFamily) -> Hashable:
         return explainer.layer_name
 
+    def forward_passes(self, group: Sequence[GradCamFamily], size: tuple[int, int]) -> float:
+        """The capture (a backward pass counts as two) and each method's own passes."""
+        capture = 3.0 if any(e.uses_gradients for e in group) else 1.0
+        return capture + super().forward_passes(group, size)
+
     def gives_output(self, model: nn.Module) -> bool:
         return not _per_task(model)
 
@@ -216,7 +223,7 @@ def _cam_map(e, cache, view, layer, capture, x, cam_targets) -> torch.Tensor:
     own, cam.activations_and_grads = cam.activations_and_grads, capture
     cam.target_layers = [layer]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), e.masked_passes(cam, view):
             per_layer = cam.compute_cam_per_layer(x, cam_targets, False)
         low = cam.aggregate_multi_layers(per_layer)
     finally:
@@ -247,6 +254,15 @@ class GradCamFamily(Explainer):
     def make_cam(self, model: nn.Module) -> BaseCAM:
         """pytorch-grad-cam's object for ``model``, without hooks (the backend captures)."""
         return _low_res(self.cam_class)(model, [])
+
+    def masked_passes(self, cam: BaseCAM, view: LogitsView) -> AbstractContextManager:
+        """A context around the library's computation of the map from the capture (methods
+        that run the model again, once per channel, set how those passes run)."""
+        return nullcontext()
+
+    def layer_shape(self, size: tuple[int, int]) -> tuple[int, ...]:
+        """C×h×w of the target layer's output for an image of ``size``."""
+        return layer_shape(self.model, self.layer_name, size)
 
 
 def _activation_size(self: BaseCAM, input_tensor: torch.Tensor) -> tuple[int, int]:
@@ -320,9 +336,134 @@ EigenCAMExplainer = _family(
 )  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- channel loops
+
+
+_SHAPES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[int, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def layer_shape(model: nn.Module, name: str, size: tuple[int, int]) -> tuple[int, ...]:
+    """C×h×w of layer ``name``'s output for one image of ``size`` (one forward of a blank image
+    on a replica, cached per model)."""
+    shapes = _SHAPES.setdefault(model, {})
+    key = (name, tuple(size))
+    if key not in shapes:
+        seen: list[torch.Tensor] = []
+        device = next(model.parameters()).device
+        with borrowed_replica(model) as replica, torch.inference_mode():
+            hook = replica.get_submodule(name).register_forward_hook(
+                lambda module, inputs, out: seen.append(out)
+            )
+            try:
+                replica(torch.zeros(1, 3, *size, device=device))
+            finally:
+                hook.remove()
+        shapes[key] = tuple(seen[0].shape[1:])
+    return shapes[key]
+
+
+class CountedPasses(nn.Module):
+    """The model as a channel-loop method calls it, reporting each batch to the progress
+    tracker (:func:`~abn.explain.progress.step`)."""
+
+    def __init__(self, view: nn.Module) -> None:
+        super().__init__()
+        self.view = view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.view(x)
+        step(len(x))
+        return out
+
+
+class FastMaskedPasses(nn.Module):
+    """Score-CAM's masked passes run fast: the target logits of a channels-last copy of the
+    model under ``torch.inference_mode`` (autocast is entered by the caller, around the whole
+    loop, so the weights are cast once); each all-zero masked image (a channel that is constant
+    over the image, whose min-max mask is 0 everywhere) reuses the score of one blank image
+    instead of another forward pass. Each batch is reported to the progress tracker."""
+
+    def __init__(self, model: nn.Module, task: int | None, channels_last: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.channels_last = channels_last
+        self.blank: torch.Tensor | None = None
+        self.skipped = 0
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.task is None:
+            return self.model(x).logits.float()
+        return self.model(x, tasks=[self.task]).logits[:, 0].float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            blank = x.flatten(1).abs().amax(1) == 0
+            if not bool(blank.any()):
+                out = self.logits(x)
+            else:
+                if self.blank is None:
+                    self.blank = self.logits(torch.zeros_like(x[:1]))
+                out = self.blank.expand(len(x), -1).clone()
+                kept = ~blank
+                if bool(kept.any()):
+                    out[kept] = self.logits(x[kept])
+                self.skipped += int(blank.sum())
+        step(len(x))
+        return out
+
+
+_FAST: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
+_FAST_LOCK = threading.Lock()
+
+
+def fast_copy(model: nn.Module, channels_last: bool) -> nn.Module:
+    """A read-only copy of ``model`` for the masked passes, shared by all threads (no hooks;
+    run under ``torch.inference_mode``): its convolution weights in channels-last memory format
+    when asked (new tensors; the others share the model's storage), and parameters that autocast
+    may cast once per loop (``requires_grad``; no gradient is ever computed). Rebuilt when the
+    model changes (:func:`~abn.explain.replica.fingerprint`)."""
+    key = (fingerprint(model), channels_last)
+    with _FAST_LOCK:
+        held = _FAST.get(model)
+        if held is not None and held[0] == key:
+            return held[1]
+    copy = replicate(model)
+    if channels_last:
+        copy = copy.to(memory_format=torch.channels_last)
+    for p in copy.parameters():
+        p.requires_grad_(True)
+    with _FAST_LOCK:
+        _FAST[model] = (key, copy)
+    return copy
+
+
+def fast_setting(precision: str, channels_last: bool | None, device: torch.device):
+    """(autocast context, channels-last) of the fast masked passes on ``device``."""
+    from abn.precision import autocast_for, resolve_precision
+
+    resolved = resolve_precision(precision, device)
+    if channels_last is None:  # measured faster on CPU in fp32 and bf16 (scorecam_speed.py)
+        channels_last = device.type in ("cpu", "cuda")
+    return autocast_for(device, resolved), channels_last
+
+
 @register_method
 class ScoreCAMExplainer(GradCamFamily):
-    """Score-CAM through pytorch-grad-cam (one forward per channel: slow)."""
+    """Score-CAM through pytorch-grad-cam (one forward per channel: slow).
+
+    pytorch-grad-cam computes the map; only how its masked passes run is set here. With
+    ``fast`` (the default) they run in ``precision`` (``"auto"``: bf16 autocast where the
+    hardware has a native bf16 path, see :mod:`abn.precision`), channels-last on CPU and CUDA
+    (``channels_last=None``), under ``torch.inference_mode``, ``batch_size`` masked images at a
+    time, and skip the forward pass of all-zero masked images (see :class:`FastMaskedPasses`).
+    ``fast = False`` runs the library's own loop on the model in fp32. The maps of both agree
+    (``tests/explain/test_scorecam_fast.py``; timings in ``benchmarks/scorecam_speed.py``).
+    """
 
     name = "scorecam"
     title = "Score-CAM"
@@ -331,12 +472,38 @@ class ScoreCAMExplainer(GradCamFamily):
     slow = True
     cam_class = LazyClass(grad_cam_library, "ScoreCAM")
     uses_gradients = False
-    batch_size: int = 32
+    batch_size: int = 16
+    fast: bool = True
+    precision: str = "auto"
+    channels_last: bool | None = None
 
     def make_cam(self, model: nn.Module) -> BaseCAM:
         cam = super().make_cam(model)
         cam.batch_size = self.batch_size
         return cam
+
+    def forward_passes(self, size: tuple[int, int]) -> float:
+        """One masked pass per channel of the target layer."""
+        return float(self.layer_shape(size)[0])
+
+    @contextmanager
+    def masked_passes(self, cam: BaseCAM, view: LogitsView) -> Iterator[None]:
+        cam.batch_size = self.batch_size
+        if not self.fast:
+            cam.model = CountedPasses(view)
+            try:
+                yield
+            finally:
+                cam.model = view
+            return
+        device = next(self.model.parameters()).device
+        autocast, channels_last = fast_setting(self.precision, self.channels_last, device)
+        cam.model = FastMaskedPasses(fast_copy(self.model, channels_last), view.task, channels_last)
+        try:
+            with autocast:
+                yield
+        finally:
+            cam.model = view
 
 
 @register_method
@@ -360,3 +527,15 @@ class AblationCAMExplainer(GradCamFamily):
         return _low_res(self.cam_class)(
             model, [], ablation_layer=AblationLayer(), batch_size=self.batch_size
         )
+
+    def forward_passes(self, size: tuple[int, int]) -> float:
+        """One forward with each channel of the target layer zeroed, and one without."""
+        return float(self.layer_shape(size)[0]) + 1.0
+
+    @contextmanager
+    def masked_passes(self, cam: BaseCAM, view: LogitsView) -> Iterator[None]:
+        cam.model = CountedPasses(view)  # the library swaps the layer inside: the same modules
+        try:
+            yield
+        finally:
+            cam.model = view

@@ -18,6 +18,7 @@ from torch import nn
 from .backends import ON_REPLICA
 from .base import Explainer, register_method
 from .core import predictions
+from .progress import step
 
 
 def rise_masks(
@@ -63,6 +64,10 @@ class RiseExplainer(Explainer):
     seed: int = 0
     batch_size: int = 128
 
+    def forward_passes(self, size: tuple[int, int]) -> float:
+        """One pass per mask."""
+        return float(self.num_masks)
+
     def attribute(
         self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
@@ -78,4 +83,5 @@ class RiseExplainer(Explainer):
                 probs = predictions(model, model(masked))[1].view(b, n, -1)
                 kept = probs.gather(2, targets.view(b, 1, 1).expand(b, n, 1))[..., 0]
                 saliency += torch.einsum("bn,nhw->bhw", kept, masks)
+                step(len(masked))
         return saliency / (self.num_masks * self.keep)

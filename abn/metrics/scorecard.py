@@ -43,10 +43,10 @@ class Entry:
     method: str
 
 
-def _explain(entry: Entry, images: torch.Tensor):
+def _explain(entry: Entry, images: torch.Tensor, progress=None):
     from abn.explain import explain
 
-    return explain(entry.model, images, entry.method, target=None)
+    return explain(entry.model, images, entry.method, target=None, progress=progress)
 
 
 def score_batch(
@@ -56,9 +56,11 @@ def score_batch(
     metrics: Sequence[str] = METRICS,
     steps: int = 16,
     batch_size: int = 256,
+    progress: Callable[[float, str], None] | None = None,
 ) -> pd.DataFrame:
-    """Scores of one method on one batch of preprocessed images."""
-    ex = _explain(entry, images)
+    """Scores of one method on one batch of preprocessed images (``progress``: the
+    explanation's, see :func:`abn.explain.explain`)."""
+    ex = _explain(entry, images, progress)
     maps, targets = ex.maps.to(images.device), ex.targets.to(images.device)
     cols: dict[str, torch.Tensor] = {
         "target": ex.targets.cpu(),
@@ -127,12 +129,22 @@ def score(
     progress: Callable[[int, int, str], None] | None = None,
     total_batches: int | None = None,
 ) -> pd.DataFrame:
-    """Run every entry over ``batches()`` (an iterable of ``(index, images, labels)``)."""
+    """Run every entry over ``batches()`` (an iterable of ``(index, images, labels)``).
+
+    ``progress(done, total, label)`` is called after each batch, and within a batch as its
+    explanation advances (``done`` then has a fractional part), so slow methods move the bar.
+    """
     frames = []
     done, total = 0, (total_batches or 0) * len(entries)
     for entry in entries:
         for index, images, labels in batches():
-            frame = score_batch(entry, images, labels, metrics, steps)
+            within = None
+            if progress is not None:
+
+                def within(fraction: float, message: str, done=done, label=entry.label) -> None:
+                    progress(done + 0.9 * fraction, total, label)
+
+            frame = score_batch(entry, images, labels, metrics, steps, progress=within)
             frame.insert(1, "image", index.numpy())
             frames.append(frame)
             done += 1

@@ -78,11 +78,15 @@ class _Logits(torch.nn.Module):
     "method", ["gradcam++", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam",
                "ablationcam"],
 )  # fmt: skip
-def test_family_maps_are_pytorch_grad_cams_for_the_asked_target(method, make_model):
+def test_family_maps_are_pytorch_grad_cams_for_the_asked_target(method, make_model, monkeypatch):
     """Each method is the library's own class on the default layer with the asked class as
-    target (the maps at that layer's resolution, as pytorch-grad-cam scales them)."""
+    target (the maps at that layer's resolution, as pytorch-grad-cam scales them). Score-CAM's
+    fast masked passes (bf16) are compared with the library in test_scorecam_fast.py."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    from abn.explain.gradcam import ScoreCAMExplainer
+
+    monkeypatch.setattr(ScoreCAMExplainer, "fast", False)
     model = make_model("resnet20", "plain")
     x, target = torch.randn(2, 3, 8, 8), [2, 0]
     res = explain(model, x, method, target=target)
