@@ -12,11 +12,13 @@ two settings, named by the branch's input:
 - :data:`WITH_ATTENTION` (``"perception_g_prime"``, ABN only): the branch run on
   g'(x) = apply_attention(g(x), M(x)), the features the ABN classifies from (Fig. 6 right).
 
-:func:`compute_embedding` projects each set to 2-D with t-SNE, scores it with
+:func:`compute_embedding` projects each set to 2-D with t-SNE (openTSNE), scores it with
 :func:`cluster_quality` (k-NN accuracy and silhouette in the pooled C-dimensional space, not the
-2-D map), and stores everything with the predictions in one ``.npz`` file under
-``<data root>/.cache/embeddings/``, keyed by the checkpoint's hash, dataset, split and size.
-A second call with the same key reads that file instead of recomputing. Multi-task ABNs are
+2-D map), and stores everything with the predictions and the pooled features in one ``.npz``
+file under ``<data root>/.cache/embeddings/``, keyed by the checkpoint's hash, dataset, split,
+size, t-SNE and cache format. A second call with the same key reads that file instead of
+recomputing. :func:`place` puts new images into a stored map (openTSNE's transform) and
+:func:`nearest` finds their nearest embedded images in feature space. Multi-task ABNs are
 refused: they have one g'(x) per attribute, not one.
 """
 
@@ -26,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +45,9 @@ from abn.models.branches import apply_attention
 
 __all__ = [
     "CACHE_VERSION",
+    "FFT_FROM",
     "KIND_LABELS",
+    "TSNE_METHOD",
     "WITHOUT_ATTENTION",
     "WITH_ATTENTION",
     "ClusterQuality",
@@ -52,15 +57,25 @@ __all__ = [
     "cluster_quality",
     "compute_embedding",
     "fingerprint",
+    "gradient_method",
     "knn_loo_predictions",
     "load_images",
+    "nearest",
     "perception_features",
+    "place",
     "sample_indices",
     "tsne_2d",
     "wilson_interval",
 ]
 
-CACHE_VERSION = 2  # 1: GAP of g(x) and g'(x) at the split point
+CACHE_VERSION = 3  # 1: GAP of g(x) and g'(x) at the split point; 2: scikit-learn's t-SNE
+#: the t-SNE that made a cache file's maps: part of its name and recorded inside it (change it,
+#: or CACHE_VERSION, with anything that changes the maps, such as FFT_FROM)
+TSNE_METHOD = "opentsne"
+#: maps of this many points or more use FFT-interpolated gradients, smaller ones Barnes-Hut:
+#: FFT's grid costs about the same at any N, so it was slower than Barnes-Hut up to 3,000
+#: points and faster at 5,000 (benchmarks/embeddings_tsne.py; the page embeds at most 3,000)
+FFT_FROM = 5000
 WITHOUT_ATTENTION = "perception_g"
 WITH_ATTENTION = "perception_g_prime"
 KIND_LABELS = {
@@ -98,8 +113,10 @@ class Embedding:
     """t-SNE coordinates of one model's features on ``indices`` of a split.
 
     ``coords`` maps a feature kind (:data:`WITHOUT_ATTENTION`; :data:`WITH_ATTENTION` for ABN)
-    to N×2 coordinates and ``quality`` maps it to its :class:`ClusterQuality`; ``probs`` are the
-    model's N×K class probabilities; ``from_cache`` says whether it was read from disk.
+    to N×2 coordinates, ``features`` to the N×C pooled features they were computed from (to
+    place new images into the map, :func:`place`) and ``quality`` to its
+    :class:`ClusterQuality`; ``probs`` are the model's N×K class probabilities; ``tsne`` names
+    the t-SNE that made the maps; ``from_cache`` says whether it was read from disk.
     """
 
     indices: np.ndarray
@@ -108,6 +125,8 @@ class Embedding:
     coords: dict[str, np.ndarray]
     class_names: list[str]
     quality: dict[str, ClusterQuality] = field(default_factory=dict)
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    tsne: str = TSNE_METHOD
     from_cache: bool = False
 
     @property
@@ -141,9 +160,11 @@ def cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
 
 
 def cache_path(key: str, dataset: str, split: str, n: int, root=None) -> Path:
-    """The cache file for one (checkpoint, dataset, split, n)."""
+    """The cache file for one (checkpoint, dataset, split, n), named also by the t-SNE and the
+    cache format (:data:`TSNE_METHOD`, :data:`CACHE_VERSION`): files of other code are never
+    read as this code's."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{dataset}_{split}")
-    return cache_dir(root) / f"{key}_{safe}_n{n}_v{CACHE_VERSION}.npz"
+    return cache_dir(root) / f"{key}_{safe}_n{n}_{TSNE_METHOD}_v{CACHE_VERSION}.npz"
 
 
 def sample_indices(targets: Sequence[int], n: int, seed: int = 0) -> np.ndarray:
@@ -242,16 +263,86 @@ def cluster_quality(
     )
 
 
-def tsne_2d(x: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
-    """2-D t-SNE (scikit-learn, PCA init) with perplexity capped for small ``N``."""
-    from sklearn.manifold import TSNE
+def tsne_2d(
+    x: np.ndarray,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    n_jobs: int | None = None,
+    gradient: str | None = None,
+) -> np.ndarray:
+    """2-D t-SNE of N×C ``x`` (openTSNE: PCA initialisation, perplexity capped to (N − 1) / 3
+    for small ``N``; :data:`TSNE_METHOD`). ``gradient``: how the repulsive forces are
+    approximated, ``"fft"`` (interpolation on a grid) or ``"bh"`` (Barnes-Hut), by default
+    :func:`gradient_method`; ``n_jobs``: threads, default torch's thread count."""
+    from openTSNE import TSNE
 
     n = len(x)
     if n < 4:
         raise ValueError(f"t-SNE needs at least 4 points, got {n}")
-    perplexity = min(perplexity, (n - 1) / 3)
-    tsne = TSNE(2, perplexity=perplexity, init="pca", random_state=seed, learning_rate="auto")
-    return tsne.fit_transform(np.asarray(x, dtype=np.float32)).astype(np.float32)
+    tsne = TSNE(
+        2,
+        perplexity=_perplexity(n, perplexity),
+        initialization="pca",
+        negative_gradient_method=gradient or gradient_method(n),
+        n_jobs=n_jobs or torch.get_num_threads(),
+        random_state=seed,
+    )
+    return np.asarray(tsne.fit(np.asarray(x, dtype=np.float32)), dtype=np.float32)
+
+
+def gradient_method(n: int) -> str:
+    """openTSNE's gradient for a map of ``n`` points: ``"fft"`` from :data:`FFT_FROM` on."""
+    return "fft" if n >= FFT_FROM else "bh"
+
+
+def _perplexity(n: int, perplexity: float) -> float:
+    return min(perplexity, (n - 1) / 3)
+
+
+def place(
+    reference: np.ndarray,
+    coords: np.ndarray,
+    new: np.ndarray,
+    seed: int = 0,
+    perplexity: float = 30.0,
+) -> np.ndarray:
+    """2-D positions of M new points in the t-SNE map ``coords`` of N×C ``reference`` points.
+
+    openTSNE's ``TSNEEmbedding.transform``: each new point starts at the median position of its
+    nearest reference points (C-dimensional Euclidean distances) and is optimised against the
+    fixed map, ignoring the other new points; the map itself does not move. ``new`` holds M×C
+    features of the same kind as ``reference``.
+    """
+    from openTSNE import TSNEEmbedding
+    from openTSNE.affinity import PerplexityBasedNN
+
+    reference = np.asarray(reference, dtype=np.float32)
+    new = np.atleast_2d(np.asarray(new, dtype=np.float32))
+    if reference.ndim != 2 or len(coords) != len(reference) or new.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"need N×C reference features with N×2 coordinates and M×C new points; got "
+            f"{reference.shape}, {np.shape(coords)} and {new.shape}"
+        )
+    affinities = PerplexityBasedNN(
+        reference,
+        perplexity=_perplexity(len(reference), perplexity),
+        method="exact",
+        n_jobs=torch.get_num_threads(),
+        random_state=seed,
+    )
+    embedding = TSNEEmbedding(np.asarray(coords, dtype=np.float64), affinities, random_state=seed)
+    k = min(25, len(reference) - 1)
+    return np.asarray(embedding.transform(new, k=k, perplexity=min(5, k / 3)), dtype=np.float32)
+
+
+def nearest(reference: np.ndarray, new: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the ``k`` reference points nearest to each new point (C-dimensional Euclidean
+    distances; M×k, nearest first) and their distances."""
+    reference = np.asarray(reference, dtype=np.float64)
+    new = np.atleast_2d(np.asarray(new, dtype=np.float64))
+    d = np.sqrt(np.maximum(((new[:, None, :] - reference[None]) ** 2).sum(-1), 0))
+    rows = np.argsort(d, axis=1, kind="stable")[:, : min(k, len(reference))]
+    return rows, np.take_along_axis(d, rows, axis=1)
 
 
 def _extract(model, dataset, indices, batch_size, progress) -> tuple[dict, np.ndarray]:
@@ -297,9 +388,10 @@ def compute_embedding(
             "ABN has one g'(x) per attribute, so Fig. 6 has no single 'with attention' panel)"
         )
     path = cache_path(key, card.dataset, split, n, root)
-    if use_cache and path.is_file():
+    cached = _load(path) if use_cache and path.is_file() else None
+    if cached is not None:
         progress(1.0, "Loaded from cache")
-        return _load(path)
+        return cached
     dataset = build_dataset(card.dataset, split, root, transform=transform_for(card))
     targets = getattr(dataset, "targets", None)
     if targets is None:
@@ -320,6 +412,7 @@ def compute_embedding(
         coords=coords,
         class_names=names,
         quality=quality,
+        features={k: v.astype(np.float32) for k, v in feats.items()},
     )
     _save(emb, path)
     progress(1.0, "Done")
@@ -341,6 +434,7 @@ def _save(emb: Embedding, path: Path) -> None:
 
     buf = io.BytesIO()
     arrays = {f"coords__{k}": v for k, v in emb.coords.items()}
+    arrays |= {f"features__{k}": v for k, v in emb.features.items()}
     np.savez_compressed(
         buf,
         indices=emb.indices,
@@ -348,23 +442,39 @@ def _save(emb: Embedding, path: Path) -> None:
         probs=emb.probs,
         class_names=np.asarray(emb.class_names),
         quality=np.asarray(json.dumps({k: asdict(q) for k, q in emb.quality.items()})),
+        made_by=np.asarray(json.dumps({"version": CACHE_VERSION, "tsne": emb.tsne})),
         **arrays,
     )
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load(path: Path) -> Embedding:
-    with np.load(path, allow_pickle=False) as z:
-        coords = {k.split("__", 1)[1]: z[k] for k in z.files if k.startswith("coords__")}
-        return Embedding(
-            indices=z["indices"],
-            labels=z["labels"],
-            probs=z["probs"],
-            coords=coords,
-            class_names=[str(c) for c in z["class_names"]],
-            quality=_quality_from_json(str(z["quality"])) if "quality" in z.files else {},
-            from_cache=True,
-        )
+def _load(path: Path) -> Embedding | None:
+    """The embedding cached at ``path``, or ``None`` when the file was made by other code (an
+    older format, another t-SNE) or cannot be read: it is then computed again."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            made_by = json.loads(str(z["made_by"])) if "made_by" in z.files else {}
+            if made_by != {"version": CACHE_VERSION, "tsne": TSNE_METHOD}:
+                return None
+            return _embedding(z)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged or foreign: again
+        return None
+
+
+def _embedding(z) -> Embedding:
+    def by_kind(prefix: str) -> dict[str, np.ndarray]:
+        return {k.split("__", 1)[1]: z[k] for k in z.files if k.startswith(prefix)}
+
+    return Embedding(
+        indices=z["indices"],
+        labels=z["labels"],
+        probs=z["probs"],
+        coords=by_kind("coords__"),
+        class_names=[str(c) for c in z["class_names"]],
+        quality=_quality_from_json(str(z["quality"])),
+        features=by_kind("features__"),
+        from_cache=True,
+    )
 
 
 def _quality_from_json(text: str) -> dict[str, ClusterQuality]:
