@@ -49,6 +49,7 @@ __all__ = [
     "FORMAT",
     "MAHALANOBIS",
     "SCORES",
+    "TYPICAL_BELOW",
     "Calibration",
     "CalibrationError",
     "Familiarity",
@@ -69,6 +70,9 @@ ENERGY = "energy"
 SCORES = (MAHALANOBIS, ENERGY)
 DEFAULT_SCORE = ENERGY  # chosen by benchmarks/familiarity_auroc.py (README)
 DEFAULT_THRESHOLD = 99.0
+#: below this percentile an input is typical of the model's test images (9 in 10 of them score
+#: lower only above it)
+TYPICAL_BELOW = 90.0
 SUFFIX = ".familiarity.npz"
 _DIGEST_KEY = "abn.sha256"  # the checkpoint metadata entry abn.checkpoint writes
 #: ``progress(fraction in [0, 1], message)``
@@ -92,12 +96,23 @@ class Familiarity:
     percentile: float
     unlike: bool
 
+    @property
+    def grade(self) -> str:
+        """``"unlike"`` (above the threshold), ``"less typical"`` (at or above
+        :data:`TYPICAL_BELOW`) or ``"typical"``. A missing warning proves nothing: the score
+        misses many foreign images (README, "Unlike the training data")."""
+        if self.unlike:
+            return "unlike"
+        return "less typical" if self.percentile >= TYPICAL_BELOW else "typical"
+
     def describe(self) -> str:
         """One plain-language line."""
         where = f"score above {self.percentile:.1f}% of its test images"
-        if self.unlike:
+        if self.grade == "unlike":
             return f"Unlike its training data: {where}; treat the prediction with caution"
-        return f"Like its training data ({where})"
+        if self.grade == "less typical":
+            return f"No warning, but less typical than 9 in 10 of its test images ({where})"
+        return f"No sign of unfamiliar input: typical of its test images ({where})"
 
 
 # ---------------------------------------------------------------- scores

@@ -72,6 +72,16 @@ def test_mahalanobis_flags_a_planted_out_of_distribution_input(tiny):
 def test_familiarity_describes_itself():
     assert Familiarity(5.0, 99.5, True).describe().startswith("Unlike its training data")
     assert "63.0%" in Familiarity(1.0, 63.0, False).describe()
+    typical, less = Familiarity(1.0, 63.0, False), Familiarity(2.0, 97.0, False)
+    assert (typical.grade, less.grade, Familiarity(5.0, 99.5, True).grade) == (
+        "typical",
+        "less typical",
+        "unlike",
+    )
+    assert typical.describe().startswith("No sign of unfamiliar input")
+    assert "less typical than 9 in 10" in less.describe()
+    # a missing warning proves nothing: no grade claims the image is like the training data
+    assert not any(f.describe().startswith("Like") for f in (typical, less))
 
 
 def test_percentile_is_the_share_of_test_scores_below():

@@ -290,7 +290,7 @@ def test_the_shipped_calibration_gives_the_signal():
     page = report.to_html()
     for r in report.images:
         assert isinstance(r.unlike, bool)
-        assert r.familiarity.startswith(("Like its training data", "Unlike its training data"))
+        assert r.familiarity.startswith(("No sign of", "No warning, but", "Unlike its training"))
         assert r.familiarity in page
 
 
