@@ -11,6 +11,8 @@ from abn.data import dataset_info as dataset_info  # for the pages
 from abn.evaluate import card_data_root
 
 ASSETS_ENV = "ABN_ASSETS_DIR"
+EDITS_ENV = "ABN_EDITS_DIR"
+USER_MODELS_ENV = "ABN_USER_MODELS_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,22 @@ def assets_dir() -> Path:
     """``$ABN_ASSETS_DIR`` if set, else ``<repo>/assets``: the shipped checkpoints."""
     env = os.environ.get(ASSETS_ENV)
     return Path(env).expanduser() if env else REPO_ROOT / "assets"
+
+
+def _env_dir(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+def edits_dir() -> Path:
+    """``$ABN_EDITS_DIR`` if set, else ``<repo>/edits``: the attention edit sets (git-ignored)."""
+    return _env_dir(EDITS_ENV, REPO_ROOT / "edits")
+
+
+def user_models_dir() -> Path:
+    """``$ABN_USER_MODELS_DIR`` if set, else ``<repo>/runs/user``: models fine-tuned from edits in
+    the dashboard, one run folder each (git-ignored); every page's picker lists them."""
+    return _env_dir(USER_MODELS_ENV, REPO_ROOT / "runs" / "user")
 
 
 def data_root() -> Path:
