@@ -281,7 +281,7 @@ class Report:
             row: dict[str, object] = {"image": r.name, "predicted": r.predicted,
                                       "probability": r.probability}  # fmt: skip
             if r.attention:
-                row["attention branch"] = r.attention[0][0]
+                row["attention branch predicts"] = r.attention[0][0]
             row["unlike the training data"] = (
                 NO_CALIBRATION if r.unlike is None else ("yes" if r.unlike else "no")
             )

@@ -34,6 +34,7 @@ def test_two_uploads_make_a_report_to_download(app_env):
     at.file_uploader(key="report_files").set_value(files).run()
     assert_clean(at)
     assert not at.get("download_button")  # nothing is computed before the button
+    assert "2 image(s) to explain, 0 skipped so far." in at.caption.values
     _make(at)
     assert_clean(at)
     buttons = at.get("download_button")
@@ -41,9 +42,19 @@ def test_two_uploads_make_a_report_to_download(app_env):
     summary = at.dataframe[0].value
     assert list(summary["image"]) == ["red.png", "blue.png"]
     assert "unlike the training data" in summary.columns
+    assert "attention branch predicts" in summary.columns  # a class, not a score
+    _assert_finished(at, "Report ready: 2 image(s), 0 skipped.")
     # a rerun (any widget) shows the kept report without recomputing it
     at.run()
     assert [b.label for b in at.get("download_button")] == ["Download the report (HTML)"]
+    _assert_finished(at, "Report ready: 2 image(s), 0 skipped.")
+
+
+def _assert_finished(at, status: str) -> None:
+    """A made report reads as finished: its status, and no 'make' button or pending count."""
+    assert [s.value for s in at.success] == [status]
+    assert not [b for b in at.button if b.key == "report_make"]
+    assert not any("skipped so far" in c for c in at.caption.values)
 
 
 def test_zip_upload_lists_refused_members(app_env):
@@ -52,6 +63,7 @@ def test_zip_upload_lists_refused_members(app_env):
     at.file_uploader(key="report_files").set_value([("set.zip", bundle, "application/zip")]).run()
     _make(at)
     assert_clean(at)
+    _assert_finished(at, "Report ready: 1 image(s), 3 skipped.")
     assert list(at.dataframe[0].value["image"]) == ["set.zip/a.png"]
     skipped = at.dataframe[1].value
     reasons = dict(zip(skipped["input"], skipped["reason"], strict=True))
