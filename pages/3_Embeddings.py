@@ -17,8 +17,9 @@ layout.setup(
     "t-SNE of the perception branch's last-stage feature maps (GAP-pooled, right before the "
     "classifier) on a dataset split, as in Fig. 6 of the paper: the plain baseline's, and ABN's "
     "perception branch run on g(x) without the attention map and on g'(x) with it. Under each "
-    "plot: how well the classes cluster in those features. Select points (box or lasso) to see "
-    "those images with their attention maps.",
+    "plot: how well the classes cluster in those features. Select points (box or lasso) in any "
+    "plot to highlight them in all three and see those images with their attention maps; "
+    "upload an image to place it into the maps as a star.",
     ":material/scatter_plot:",
 )
 
@@ -50,6 +51,7 @@ with st.sidebar:
         n = size
         st.caption(f"`{split}` holds {size} images: all of them are used.")
     colour = st.radio("Colour by", embedview.COLOUR_BY, key="emb_colour")
+    pictures = embedview.upload_picker()
 
 refs = {"Baseline": plain_ref, "ABN": abn_ref} if plain_ref else {"ABN": abn_ref}
 with error_boundary("Computing the embeddings"):
@@ -80,19 +82,21 @@ with error_boundary("Computing the embeddings"):
 
     panels = embedview.panels(embeddings)
     data = (tuple(keys.values()), split, n)  # what the points are; colour is display only
-    selected: set[int] = set()
+    selected = embedview.current_selection(data, [p.key for p in panels])
+    uploads = [embedview.read_upload(refs, p) for p in pictures]
     cols = st.columns(len(panels), gap="medium")
     for col, panel in zip(cols, panels, strict=True):
         with col:
             st.markdown(f"**{panel.title}**")
+            placed = embedview.placed_in(data, panel, uploads)
             event = st.plotly_chart(
-                embedview.scatter(panel, colour),
-                key=f"tsne_{panel.key}",
+                embedview.scatter(panel, colour, selected, placed),
+                key=embedview.chart_key(panel.key),
                 on_select="rerun",
                 selection_mode=("box", "lasso"),
                 width="stretch",
             )
-            selected |= embedview.kept_selection(data, panel.key, colour, event)
+            embedview.record_event(data, panel.key, event)
             if panel.quality is not None:
                 st.caption(embedview.quality_text(panel.quality))
             st.caption(embedview.summary(panel.embedding))
@@ -100,16 +104,34 @@ with error_boundary("Computing the embeddings"):
     st.caption(
         "From the disk cache." if all(e.from_cache for e in embeddings.values()) else "Computed."
     )
+    abn_emb = embeddings["ABN"]
+
+    for upload in uploads:
+        st.header(f"Placed: {upload.picked.name}")
+        guesses = " · ".join(f"{m}: **{c}**" for m, c in upload.prediction.items())
+        st.markdown(f"Predicted class — {guesses}. Shown as a ★ in every map.")
+        st.caption(
+            "The ★ is placed by openTSNE into the fixed map, an approximation: its 2-D "
+            "neighbours can differ from its neighbours in feature space, listed below."
+        )
+        kind, table = embedview.neighbours(abn_emb, upload)
+        if not table.empty:
+            st.caption(
+                f"Its {len(table)} nearest of the {len(abn_emb.indices)} embedded `{split}` "
+                f"images, by Euclidean distance between ABN's pooled features "
+                f"({embedview.KIND_LABELS[kind]}), not in the 2-D map:"
+            )
+            st.dataframe(table, hide_index=True)
 
     st.header("Selected images")
     if not selected:
         st.caption("Drag a box or lasso over points in any plot to see those images here.")
     else:
-        chosen = sorted(selected)[: embedview.MAX_SELECTED]
-        abn_emb = embeddings["ABN"]
+        ordered = embedview.order_selection(abn_emb, selected)
+        chosen = ordered[: embedview.MAX_SELECTED]
         views_, result = compute.dataset_maps(abn_ref, split, chosen, str(root))
         alpha, cmap = views.overlay_controls("emb")
-        st.caption(f"{len(selected)} selected; showing {len(chosen)} with ABN's attention map.")
+        st.caption(embedview.order_caption(abn_emb, len(ordered), len(chosen)))
         st.button(
             "Clear selection",
             key="emb_clear",
