@@ -44,8 +44,8 @@ with error_boundary("Listing the models"):
                 "model": f"{r.card.arch} · {r.card.variant}",
                 "dataset": r.card.dataset or "—",
                 "classes": r.card.num_classes,
-                "class names": ", ".join(r.card.class_names[:5])
-                + (" …" if len(r.card.class_names) > 5 else ""),
+                "class names": ", ".join(r.card.class_names[:3])
+                + (" …" if len(r.card.class_names) > 3 else ""),
                 "accuracy": _accuracy_text(r.card),
                 "file": r.filename,
             }
@@ -56,9 +56,11 @@ with error_boundary("Listing the models"):
             hide_index=True,
             width="stretch",
             column_config={
+                "class names": st.column_config.TextColumn("class names", width="medium"),
                 "accuracy": st.column_config.TextColumn(
                     "accuracy", help="Perception branch, test split, from the model card"
-                )
+                ),
+                "file": st.column_config.TextColumn("file", width="large"),
             },
         )
     else:
@@ -75,15 +77,20 @@ with error_boundary("Listing the models"):
         )
 
 st.header("Pages")
-cols = st.columns(5)
 descriptions = {
     "inspect": "Predictions of both branches and the attention map of your images.",
     "compare": "ABN attention next to CAM, the Grad-CAM family, RISE, Integrated Gradients and Occlusion — and how they agree.",
     "embeddings": "t-SNE of the last stage's features: baseline, ABN without and with attention (Fig. 6), with cluster quality.",
     "faces": "40 per-attribute attention maps of the multi-task CelebA model.",
     "scorecard": "Deletion/insertion curves and scores: is each map faithful to its model?",
+    "edit": "Edit an ABN's attention map, watch the prediction change, fine-tune from the edits.",
+    "report": "Many images or a ZIP → one HTML report to download: maps, predictions, scores.",
 }
-for col, (name, text) in zip(cols, descriptions.items(), strict=True):
-    with col, st.container(border=True):
-        layout.page_link(name)
-        st.caption(text)
+CARDS_PER_ROW = 4  # more per row cuts the titles at 1440 px
+items = list(descriptions.items())
+for start in range(0, len(items), CARDS_PER_ROW):
+    cols = st.columns(CARDS_PER_ROW)
+    for col, (name, text) in zip(cols, items[start : start + CARDS_PER_ROW], strict=False):
+        with col, st.container(border=True):
+            layout.page_link(name)
+            st.caption(text)

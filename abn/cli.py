@@ -74,6 +74,21 @@ COMMANDS: dict[str, Command] = {
         "add_scorecard_parser",
         "score explanation methods (deletion/insertion, Average Drop, ROAD, sanity)",
     ),
+    "report": Command(
+        "abn.cli_report",
+        "add_report_parser",
+        "a folder, ZIP or list of images -> one self-contained HTML report",
+    ),
+    "familiarity": Command(
+        "abn.cli_familiarity",
+        "add_familiarity_parser",
+        "calibrate the 'unlike the training data' signal of a checkpoint",
+    ),
+    "finetune": Command(
+        "abn.editing.cli_finetune",
+        "add_finetune_parser",
+        "fine-tune an ABN from an edit set of attention maps (Mitsuhara et al.)",
+    ),
 }
 
 

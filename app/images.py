@@ -19,6 +19,7 @@ from abn.data.transforms import transform_for
 from abn.embeddings import sample_indices
 from abn.explain.render import denormalize, png_bytes
 
+from . import links
 from .config import card_root
 from .errors import report
 
@@ -263,12 +264,7 @@ def resolve_link(values: list[str], names: list[str]) -> tuple[list[str], list[s
 def share_link(chosen: list[str]) -> None:
     """Keep ``?image=…`` in the page's URL in step with the gallery selection (so the address
     bar is a link to what is shown); no gallery image, no parameter."""
-    if st.query_params.get_all(LINK_PARAM) == chosen:
-        return
-    if chosen:
-        st.query_params[LINK_PARAM] = chosen
-    else:
-        del st.query_params[LINK_PARAM]
+    links.write(LINK_PARAM, chosen)
 
 
 def to_input(image: Image.Image, card: ModelCard) -> tuple[torch.Tensor, np.ndarray]:

@@ -10,6 +10,8 @@ PAGES = {
     "embeddings": ("pages/3_Embeddings.py", "Embeddings", ":material/scatter_plot:"),
     "faces": ("pages/4_Face_attributes.py", "Face attributes", ":material/face:"),
     "scorecard": ("pages/5_Scorecard.py", "Scorecard", ":material/fact_check:"),
+    "edit": ("pages/6_Edit_attention.py", "Edit attention", ":material/edit:"),
+    "report": ("pages/7_Batch_report.py", "Batch report", ":material/summarize:"),
 }
 
 

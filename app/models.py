@@ -15,7 +15,8 @@ from abn.card import ModelCard
 from abn.checkpoint import CheckpointError
 from abn.data import is_tree
 
-from .config import assets_dir, card_root
+from . import links
+from .config import assets_dir, card_root, user_models_dir
 from .errors import error_boundary
 
 CUSTOM = "Your checkpoint…"
@@ -109,8 +110,20 @@ def checkpoints_in(directory: Path) -> list[Path]:
 
 
 def discover(directory: Path | None = None) -> tuple[list[ModelRef], list[str]]:
-    """Every checkpoint of :func:`checkpoints_in` with a readable card, and the problems."""
-    directory = directory or assets_dir()
+    """Every checkpoint of :func:`checkpoints_in` with a readable card, and the problems: in
+    ``directory``, by default the shipped models' folder and then, if it exists, the folder of
+    models fine-tuned in the dashboard (:func:`~app.config.user_models_dir`)."""
+    if directory is not None:
+        return _discover_in(directory)
+    refs, problems = _discover_in(assets_dir())
+    user = user_models_dir()
+    if user.is_dir() and user.resolve() != assets_dir().resolve():
+        more, issues = _discover_in(user)
+        refs, problems = refs + more, problems + issues
+    return refs, problems
+
+
+def _discover_in(directory: Path) -> tuple[list[ModelRef], list[str]]:
     refs, problems = [], []
     if not directory.is_dir():
         return refs, [f"model folder {directory} does not exist"]
@@ -195,6 +208,14 @@ def link_name(ref: ModelRef) -> str:
     return ref.filename.removesuffix(".safetensors")
 
 
+def share_name(ref: ModelRef | None) -> str | None:
+    """``ref``'s name for a copied link (:func:`app.links.share_box`): a model of the app's own
+    folders, even the default; ``None`` for the user's own checkpoint (no link can carry it)."""
+    if ref is None or ref.data is not None:
+        return None
+    return link_name(ref) if ref in discover()[0] else None
+
+
 def linked_model(refs: list[ModelRef]) -> int | None:
     """The index in ``refs`` of the model named by the page's ``?model=`` link, if any; an
     unknown name is reported as a warning."""
@@ -216,11 +237,7 @@ def linked_model(refs: list[ModelRef]) -> int | None:
 def _share_model(ref: ModelRef | None, default: ModelRef | None) -> None:
     """Keep ``?model=`` naming the chosen shipped model when it is not the page's ``default``
     (a plain link opens on the default; a user's own checkpoint has no link)."""
-    name = link_name(ref) if ref is not None and ref != default else None
-    if name and st.query_params.get(MODEL_PARAM) != name:
-        st.query_params[MODEL_PARAM] = name
-    elif name is None and MODEL_PARAM in st.query_params:
-        del st.query_params[MODEL_PARAM]
+    links.write(MODEL_PARAM, [link_name(ref)] if ref is not None and ref != default else [])
 
 
 def model_picker(

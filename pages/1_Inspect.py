@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import compute, layout, views
+from app import compute, layout, links, views
 from app.errors import error_boundary
+from app.familiarity import show_familiarity, suggest_model
 from app.images import Picked, fit_note, image_picker
-from app.models import ModelRef, class_names, is_abn, is_multiclass, load, model_picker
+from app.models import (
+    ModelRef,
+    class_names,
+    is_abn,
+    is_multiclass,
+    load,
+    model_picker,
+    share_name,
+)
 
 layout.setup(
     "Inspect",
@@ -22,8 +31,21 @@ def method_picker(ref: ModelRef) -> tuple[str, int | None]:
     """The method (those of the registry that fit the model) and the class it explains."""
     model = load(ref)
     offered = compute.methods_for(model)
+    default = compute.default_method(model)
     if st.session_state.get("inspect_method_of") != ref.key:  # another model: its own map first
-        st.session_state["inspect_method"] = compute.default_method(model)
+        first = "inspect_method_of" not in st.session_state  # a new session: the link's method
+        st.session_state["inspect_method"] = (
+            links.initial_one(
+                links.METHOD,
+                offered,
+                default,
+                "a method for this model",
+                None,
+                compute.method_title,
+            )
+            if first
+            else default
+        )
         st.session_state["inspect_method_of"] = ref.key
     method = st.selectbox(
         "Method",
@@ -32,15 +54,22 @@ def method_picker(ref: ModelRef) -> tuple[str, int | None]:
         help=compute.methods_help(offered),
         key="inspect_method",
     )
+    links.write(links.METHOD, [method], [default])
     names = class_names(ref.card)
     agnostic = not compute.takes_target(method)
+    targets, word = [PREDICTED, *names], {PREDICTED: "predicted"}
+    if "inspect_target" not in st.session_state:
+        st.session_state["inspect_target"] = links.initial_one(
+            links.TARGET, targets, PREDICTED, "a class of this model", word
+        )
     choice = st.selectbox(
         "Target class",
-        [PREDICTED, *names],
+        targets,
         key="inspect_target",
         disabled=agnostic,
         help="The class the map explains (class-specific methods only).",
     )
+    links.write(links.TARGET, [PREDICTED if agnostic else choice], [PREDICTED], word)
     if agnostic:
         st.caption(
             f"{compute.method_title(method)} is one map for every class: no target to choose."
@@ -72,6 +101,8 @@ def show_image(
             f"{what} · predicted **{result.name_of(int(result.predicted[0]))}**{truth} · "
             f"{fit_note(picked.image.size, ref.card)}"
         )
+        show_familiarity(ref, picked)
+        suggest_model(picked, ref, "inspect_model", prefer=is_abn)
         c1, c2, c3 = st.columns([1, 1, 1.1], gap="medium")
         with c1:
             st.image(over, caption="Map over the image", width="stretch")
@@ -118,3 +149,4 @@ if not pictures:
 for i, picked in enumerate(pictures):
     with error_boundary(f"Explaining {picked.name}"):
         show_image(ref, picked, k, alpha, cmap, i, how)
+links.share_box({"model": share_name(ref)})

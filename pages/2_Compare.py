@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import compute, layout, views
+from app import compute, glossary, layout, links, views
 from app.compute import agreement_matrix, minmax_per_map
 from app.errors import error_boundary
+from app.familiarity import show_familiarity, suggest_model
 from app.images import Picked, image_picker
-from app.models import ModelRef, abn_with_baselines, class_names
+from app.models import ModelRef, abn_with_baselines, class_names, is_abn, share_name
 
 layout.setup(
     "Compare",
@@ -75,9 +76,12 @@ def show_agreement(cells, results: dict, i: int = 0) -> None:
         "Spearman rank correlation of all pixels, and overlap (IoU) of each map's top 20% pixels. "
         "1 means identical rankings / regions."
     )
+    if i == 0:
+        with st.expander("How to read these numbers", icon=":material/help:"):
+            st.markdown(glossary.how_to_read(["spearman", "iou"]))
     rho, iou = agreement_tables(cells, results, 0.2)
     for frame, title, stem in ((rho, "Spearman ρ", "spearman"), (iou, "IoU of top 20%", "iou")):
-        st.markdown(f"**{title}**")
+        st.markdown(f"**{title}**", help=glossary.help_text(stem))
         st.dataframe(
             frame.style.format("{:.2f}").background_gradient(cmap="Blues", vmin=0, vmax=1),
             width="stretch",
@@ -97,12 +101,19 @@ def show_picture(cells, picked: Picked, choice: str, names: list[str], i: int) -
     """One image's section: its target, every method's map, and their agreement (the page's
     ABN model, opacity and colormap)."""
     st.header(picked.name)
+    for model_ref in dict.fromkeys(cell.ref for cell in cells):  # each model's own signal
+        show_familiarity(model_ref, picked, who=model_ref.label)
+    suggest_model(picked, abn_ref, "cmp_abn", accept=is_abn)
     target = common_target(choice, names, abn_ref, picked)
     results = {}
     bar = st.progress(0.0, "Computing maps…")
     for n, cell in enumerate(cells):
         bar.progress(n / len(cells), f"Computing {cell.label}…")
-        results[cell.label] = compute.explanation(cell.ref, picked, cell.method, target)
+
+        def moved(fraction: float, message: str, n=n, label=cell.label) -> None:
+            bar.progress((n + fraction) / len(cells), f"Computing {label}… {fraction:.0%}")
+
+        results[cell.label] = compute.explanation(cell.ref, picked, cell.method, target, moved)
     bar.empty()
     show_grid(cells, results, picked, alpha, cmap)
     show_agreement(cells, results, i)
@@ -111,13 +122,14 @@ def show_picture(cells, picked: Picked, choice: str, names: list[str], i: int) -
 with st.sidebar:
     abn_ref, plain_ref, cam_ref = abn_with_baselines("cmp")
     offered = compute.post_hoc_methods()
-    family = st.multiselect(
+    family = links.multiselect(
         "Post-hoc methods (on both models)",
         offered,
-        default=compute.default_post_hoc(),
-        format_func=compute.method_title,
-        help=compute.methods_help(offered),
+        compute.default_post_hoc(),
+        "a post-hoc method",
         key="cmp_family",
+        shown=compute.method_title,
+        help=compute.methods_help(offered),
     )
 alpha, cmap = views.overlay_controls("cmp")
 
@@ -135,7 +147,14 @@ if not pictures:
 names = class_names(abn_ref.card)
 COMMON, PER_MODEL = "the ABN model's prediction (every map)", "each model's own prediction"
 with top[1]:
-    choice = st.selectbox("Target class", [COMMON, PER_MODEL, *names], key="cmp_target")
+    choice = links.selectbox(
+        "Target class",
+        [COMMON, PER_MODEL, *names],
+        COMMON,
+        "a target on this page",
+        key="cmp_target",
+        tokens={COMMON: "abn-prediction", PER_MODEL: "each-model"},
+    )
 
 cells = []
 with error_boundary("Choosing the methods"):
@@ -143,6 +162,15 @@ with error_boundary("Choosing the methods"):
 st.plotly_chart(
     views.colorbar_figure(cmap), key="cmp_colorbar", width="stretch", config={"staticPlot": True}
 )
+with error_boundary("Estimating the time"):
+    slow = compute.slow_estimate(cells, len(pictures)) if cells else None
+    if slow:
+        st.info(
+            f"{', '.join(slow[1])} run{'s' if len(slow[1]) == 1 else ''} many forward passes: "
+            f"{compute.about(slow[0])} for {len(pictures)} image(s) on this machine (from a "
+            "measured forward pass of each model). The bar below follows them.",
+            icon=":material/timer:",
+        )
 for i, picked in enumerate(pictures if cells else []):
     with error_boundary(f"Computing the maps of {picked.name}"):
         show_picture(cells, picked, choice, names, i)
@@ -151,3 +179,4 @@ if cells:
         f"Each map is min-max scaled to [0, 1] here, ABN's attention map included (Inspect shows "
         f"its raw values), and all share one colour scale ({cmap})."
     )
+links.share_box({"model": share_name(abn_ref)})

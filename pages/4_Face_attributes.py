@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import compute, layout, views
 from app.errors import error_boundary
+from app.familiarity import face_notes, show_familiarity
 from app.images import Picked, image_picker
 from app.models import ModelRef, companion_picker, is_variant, model_picker
 
@@ -97,6 +98,7 @@ def show_face(abn_ref: ModelRef, plain_ref, picked: Picked, alpha, cmap, i: int)
     top = st.columns([1, 3], gap="large")
     with top[0]:
         st.image(views.upscale(view), caption=picked.name, width="stretch")
+        face_notes(picked, show_familiarity(abn_ref, picked))
     with top[1]:
         c1, c2, c3 = st.columns(3)
         sort = c1.radio(
@@ -111,7 +113,7 @@ def show_face(abn_ref: ModelRef, plain_ref, picked: Picked, alpha, cmap, i: int)
             rows,
             hide_index=True,
             width="stretch",
-            height=220,
+            height=views.table_height(len(rows)),  # every row, no inner scrolling
             column_config={
                 "P(present)": st.column_config.ProgressColumn(
                     "P(present)", format="%.2f", min_value=0.0, max_value=1.0

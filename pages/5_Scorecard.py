@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import pandas as pd
 import plotly.express as px
@@ -10,12 +10,14 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import compute, layout
+from app import compute, glossary, layout, links
 from app.compute import LABELS, paired_differences, reference_method, summarize
 from app.config import card_root
 from app.errors import DataError, error_boundary
+from app.familiarity import show_familiarity
+from app.glossary import help_text
 from app.images import eval_split, image_picker
-from app.models import abn_with_baselines
+from app.models import abn_with_baselines, share_name
 
 layout.setup(
     "Scorecard",
@@ -28,6 +30,20 @@ layout.setup(
 
 
 PALETTE = px.colors.qualitative.D3  # one colour per method, in both tabs
+SHOWN = ("deletion_auc", "insertion_auc", "avg_drop", "increase")  # the page's metrics (no ROAD)
+PAIRED = ("difference", "ci_low", "ci_high", "p_holm", "better")
+
+
+def helped(columns: dict[str, str]) -> dict:
+    """``st.dataframe``'s ``column_config``: each shown column (name → glossary key) with its
+    plain-language tooltip."""
+    return {name: st.column_config.Column(help=help_text(k)) for name, k in columns.items()}
+
+
+def how_to_read() -> None:
+    """The "How to read these numbers" panel: every number this page shows, in plain words."""
+    with st.expander("How to read these numbers", icon=":material/help:"):
+        st.markdown(glossary.how_to_read([*SHOWN, "n", *PAIRED]))
 
 
 def curves_figure(cells, curves: dict) -> go.Figure:
@@ -48,8 +64,9 @@ def curves_figure(cells, curves: dict) -> go.Figure:
 
 
 def auc_table(cells, curves: dict) -> pd.DataFrame:
-    rows = [{"method": c.label, "deletion AUC ↓": float(curves[c.label]["deletion_auc"]),
-             "insertion AUC ↑": float(curves[c.label]["insertion_auc"])} for c in cells]  # fmt: skip
+    keys = ("deletion_auc", "insertion_auc")
+    rows = [{"method": c.label, **{LABELS[k]: float(curves[c.label][k]) for k in keys}}
+            for c in cells]  # fmt: skip
     return pd.DataFrame(rows).set_index("method")
 
 
@@ -57,13 +74,23 @@ def show_split(cells, summary: pd.DataFrame, table: pd.DataFrame) -> None:
     cols = [c for c in LABELS if c in summary.columns]
     view = summary.set_index("method")[["n", *cols]]
     view.columns = ["n", *[LABELS[c] for c in cols]]
-    st.dataframe(view.style.format("{:.3f}", subset=view.columns[1:]), width="stretch")
+    st.dataframe(
+        view.style.format("{:.3f}", subset=view.columns[1:]),
+        width="stretch",
+        column_config=helped({"n": "n", **{LABELS[c]: c for c in cols}}),
+    )
     st.caption(
         "Means over the sample. Average Drop and Increase in Confidence (Grad-CAM++ paper) mask "
         "the image with each map min-max scaled to [0, 1]."
     )
     show_differences(cells, table)
-    metric = st.selectbox("Distribution of", cols, format_func=LABELS.get, key="sc_metric")
+    metric = st.selectbox(
+        "Distribution of",
+        cols,
+        format_func=LABELS.get,
+        key="sc_metric",
+        help=glossary.how_to_read(cols),
+    )
     order = [c.label for c in cells]  # the one-image tab's colours, method for method
     fig = px.box(table, x="method", y=metric, points="outliers", color="method",
                  category_orders={"method": order}, color_discrete_sequence=PALETTE,
@@ -82,11 +109,14 @@ def show_differences(cells, table: pd.DataFrame) -> None:
     view = diffs.assign(metric=diffs["metric"].map(LABELS))[
         ["method", "metric", "n", "difference", "ci_low", "ci_high", "p_holm", "better"]
     ]
-    view.columns = ["method", "metric", "n", f"Δ vs {diffs['reference'].iloc[0]}", "95% CI low",
+    delta = f"Δ vs {diffs['reference'].iloc[0]}"
+    view.columns = ["method", "metric", "n", delta, "95% CI low",
                     "95% CI high", "p (Holm)", "significantly better"]  # fmt: skip
     st.markdown(f"**Paired differences from {diffs['reference'].iloc[0]}** (the same images)")
+    config = helped(dict(zip(["n", delta, *view.columns[4:]], ["n", *PAIRED], strict=True)))
     st.dataframe(view.style.format("{:+.3f}", subset=view.columns[3:6])
-                 .format("{:.3g}", subset=["p (Holm)"]), hide_index=True, width="stretch")  # fmt: skip
+                 .format("{:.3g}", subset=["p (Holm)"]), hide_index=True, width="stretch",
+                 column_config=config)  # fmt: skip
     st.caption(
         "Per metric, each method's score minus the ABN map's on each image: the mean, its 95% "
         "t-interval, and the paired t-test's p-value, Holm-adjusted over all the rows; "
@@ -98,9 +128,10 @@ RESULTS = "sc_results"  # SplitRun → per-image table, this session's, newest l
 KEEP_RESULTS = 8
 
 
-@dataclass(frozen=True)
-class SplitRun:
-    """What a split scorecard depends on (its models and methods are in ``cells``)."""
+class SplitRun(NamedTuple):
+    """What a split scorecard depends on (its models and methods are in ``cells``). A tuple:
+    the page defines its classes again on every run, and a dataclass equals only instances of
+    its own class, so a result kept from an earlier run was never found again."""
 
     cells: tuple[compute.Cell, ...]
     split: str
@@ -139,6 +170,8 @@ def score_one(cells, picked, steps: int, i: int, titled: bool) -> None:
     """One image's deletion/insertion curves and AUC table (a heading when there are several)."""
     if titled:
         st.subheader(picked.name, anchor=False)
+    for model_ref in dict.fromkeys(cell.ref for cell in cells):  # each model's own signal
+        show_familiarity(model_ref, picked, who=model_ref.label)
     bar = st.progress(0.0, "Scoring…")
     curves = {}
     for n, cell in enumerate(cells):
@@ -146,19 +179,24 @@ def score_one(cells, picked, steps: int, i: int, titled: bool) -> None:
         curves[cell.label] = compute.perturbation(cell.ref, picked, cell.method, steps)
     bar.empty()
     st.plotly_chart(curves_figure(cells, curves), key=f"sc_curves_{i}", width="stretch")
-    st.dataframe(auc_table(cells, curves).style.format("{:.3f}"), width="stretch")
+    st.dataframe(
+        auc_table(cells, curves).style.format("{:.3f}"),
+        width="stretch",
+        column_config=helped({LABELS[k]: k for k in ("deletion_auc", "insertion_auc")}),
+    )
 
 
 with st.sidebar:
     abn_ref, plain_ref, cam_ref = abn_with_baselines("sc")
     offered = compute.post_hoc_methods()
-    family = st.multiselect(
+    family = links.multiselect(
         "Post-hoc methods (on both models)",
         offered,
-        default=compute.default_post_hoc(),
-        format_func=compute.method_title,
-        help=compute.methods_help(offered),
+        compute.default_post_hoc(),
+        "a post-hoc method",
         key="sc_family",
+        shown=compute.method_title,
+        help=compute.methods_help(offered),
     )
     steps = st.slider("Steps per curve", 8, 64, 16, step=8, key="sc_steps")
 
@@ -168,6 +206,7 @@ if abn_ref is None:
 
 cells = [c for c in compute.comparison_cells(abn_ref, plain_ref, cam_ref, family)
          if c.method != "abn-class"]  # fmt: skip
+how_to_read()
 one, split = st.tabs(["One image", "A dataset split"])
 
 with one:
@@ -189,12 +228,18 @@ with split:
     )
     n = st.slider("Images", 20, 500, 60, step=20, key="sc_n")
     run = SplitRun(tuple(cells), test_split, n, steps)
+    with error_boundary("Estimating the time"):
+        st.caption(
+            f"Takes {compute.about(compute.split_estimate(cells, n, steps))} on this machine "
+            f"for {n} images × {len(cells)} maps (from a measured forward pass of each model)."
+        )
     if st.button("Compute the scorecard", key="sc_go", icon=":material/play_arrow:"):
         with error_boundary("Scoring the dataset split"):
             bar = st.progress(0.0, "Scoring the split…")
 
             def progress(done: int, total: int, label: str) -> None:
-                bar.progress(min(done / max(total, 1), 1.0), f"{label}: batch {done}/{total}")
+                batch = min(int(done) + 1, total)  # ``done`` moves within a batch too
+                bar.progress(min(done / max(total, 1), 1.0), f"{label}: batch {batch}/{total}")
 
             root = card_root(abn_ref.card)
             if root is None:
@@ -211,3 +256,4 @@ with split:
             )
         table = st.session_state[RESULTS][shown]
         show_split(list(shown.cells), summarize(table), table)
+links.share_box({"model": share_name(abn_ref)})

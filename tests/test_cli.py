@@ -348,6 +348,9 @@ def _minimal(name: str) -> list[str]:
         "card": ["card", "c"], "data": ["data", "info"],
         "explain": ["explain", "--model", "m", "--images", "i", "--out", "o"],
         "scorecard": ["scorecard", "--model", "m", "--out", "o"],
+        "finetune": ["finetune", "--model", "m", "--edits", "e", "--name", "n"],
+        "report": ["report", "i", "--model", "m"],
+        "familiarity": ["familiarity", "calibrate", "--model", "m"],
     }[name]  # fmt: skip
 
 

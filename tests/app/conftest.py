@@ -78,6 +78,9 @@ def no_data(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "empty-data"
     root.mkdir()
     monkeypatch.setenv("ABN_DATA_ROOT", str(root))
+    # the user's own edit sets and fine-tuned models (<repo>/edits, <repo>/runs/user) stay out
+    monkeypatch.setenv("ABN_EDITS_DIR", str(tmp_path / "edits"))
+    monkeypatch.setenv("ABN_USER_MODELS_DIR", str(tmp_path / "user-models"))
     return root
 
 

@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Playwright driving Debian's Chromium against `streamlit run`.
 
-Opens every page, uploads scikit-image sample photos on Inspect, Compare and Face attributes,
+Opens every page, uploads scikit-image sample photos on Inspect, Compare, Face attributes,
+Scorecard, Edit attention and Batch report,
 waits for the maps, fails on any exception shown in a page, and saves full-page screenshots to
 ``artifacts/screenshots/`` (gitignored). Uses the tiny untrained checkpoints of ``conftest`` and
 no dataset. Skips only when Chromium or Playwright is missing.
@@ -37,6 +38,8 @@ def test_every_page_in_chromium(assets, tmp_path):
         "embeddings",
         "faces",
         "scorecard",
+        "edit_attention",
+        "batch_report",
     ]
     for shot in shots:
         assert shot.stat().st_size > 20_000, f"{shot} looks empty"

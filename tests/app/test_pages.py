@@ -6,14 +6,18 @@ and widgets change the output, and bad inputs become readable error messages.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import abn
 from abn.data.registry import CELEBA_ATTRIBUTES, CIFAR10_CLASSES
+from app.layout import PAGES
+from app.views import table_height
 
 from .conftest import REPO, assert_clean, make_checkpoint, png, run_page
 
@@ -40,7 +44,37 @@ def test_home_lists_models_and_links_pages(app_env):
     assert set(table["classes"]) == {10, 40}
     assert "airplane" in table["class names"].iloc[0]
     links = [e for e in at.main if type(e).__name__ == "PageLink"]
-    assert len(links) == 5
+    assert len(links) == len(PAGES)  # every page, once
+
+
+def _links_per_row(at: AppTest) -> list[int]:
+    """How many page links each row of columns on the page holds."""
+    rows = []
+    for block in at.main.children.values():
+        cols = [c for c in getattr(block, "children", {}).values() if type(c).__name__ == "Column"]
+        if cols:
+            links = [
+                node for c in cols for child in c.children.values() for node in _walk(child)
+                if type(node).__name__ == "PageLink"
+            ]  # fmt: skip
+            rows.append(len(links))
+    return rows
+
+
+def _walk(node):
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _walk(child)
+
+
+def test_home_cards_fit_and_the_models_table_shows_its_file_column(app_env):
+    at = run_page("Home.py")
+    per_row = _links_per_row(at)
+    assert sum(per_row) == len(PAGES) and max(per_row) <= 4  # wider rows cut the titles
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["file"]["width"] == "large"  # the file name is never cut off
+    assert columns["class names"]["width"] == "medium"
+    assert all(len(v.split(", ")) <= 3 for v in at.dataframe[0].value["class names"])
 
 
 def test_home_reports_unreadable_checkpoint(app_env, tmp_path, monkeypatch):
@@ -418,6 +452,24 @@ def test_faces_sorting_by_score(app_env):
     assert scores.is_monotonic_decreasing
     at.radio(key="face_sort").set_value("name").run()
     assert list(at.dataframe[0].value["attribute"]) == sorted(CELEBA_ATTRIBUTES)
+
+
+def test_faces_table_shows_every_row_without_inner_scrolling(app_env, monkeypatch):
+    heights = []
+    shown = st.dataframe
+
+    def spy(data=None, *args, **kwargs):
+        heights.append((len(data), kwargs.get("height")))
+        return shown(data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "dataframe", spy)
+    at = run_page("pages/4_Face_attributes.py")
+    assert_clean(at)
+    rows, height = heights[0]  # the P(present) table
+    assert rows == 40 and height == table_height(40)
+    at.text_input(key="face_query").set_value("hair").run()
+    rows, height = heights[-1]
+    assert 0 < rows < 40 and height == table_height(rows)  # shrinks with the filter
 
 
 def test_faces_minimum_probability_filters_table_and_grid(app_env):
