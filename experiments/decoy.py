@@ -16,7 +16,7 @@ g'(x) = (1 + M(x))·g(x)).
 
 CPU only. Run (about 15 minutes on 2 shared cores)::
 
-    OMP_NUM_THREADS=1 nice .venv/bin/python experiments/decoy.py --out /work/runs/decoy \\
+    OMP_NUM_THREADS=1 nice .venv/bin/python experiments/decoy.py --out runs/decoy \\
         --json docs/editing/decoy.json --table docs/editing/decoy_table.md
 
 Everything but the JSON and the table goes under ``--out`` (the decoy model, the fine-tuned
@@ -238,7 +238,7 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="/work/runs/decoy", help="working folder (models, cards)")
+    p.add_argument("--out", default="runs/decoy", help="working folder (models, cards)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--json", default="docs/editing/decoy.json")
     p.add_argument("--table", default="docs/editing/decoy_table.md")
