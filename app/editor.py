@@ -342,15 +342,15 @@ def action_panel(key: str, hist: EditHistory) -> None:
     )
     value = st.slider("Value for *Set value*", 0.0, 1.0, 0.5, 0.05, key="edit_value")
     sigma = st.slider("Smoothing σ (cells)", 0.5, 3.0, 1.0, 0.25, key="edit_sigma")
-    cols = st.columns(3)
+    cols = st.columns(2)  # two per row: three would cut labels in a narrow column
     for i, (op, label) in enumerate(ACTIONS.items()):
-        if cols[i % 3].button(label, key=f"edit_op_{op}", width="stretch"):
+        if cols[i % 2].button(label, key=f"edit_op_{op}", width="stretch"):
             if op in NEEDS_REGION and mask is None:
                 st.warning("Select a region of cells first.", icon=":material/select:")
                 continue
             kw = {"value": value} if op == "set" else {"sigma": sigma} if op == "smooth" else {}
             hist.apply(op, region=mask, **kw)
-    if cols[2].button("Clear selection", key="edit_clear", width="stretch"):
+    if cols[1].button("Clear selection", key="edit_clear", width="stretch"):
         clear_region(key)
         st.rerun()  # the region's text above was drawn before the click
     left, right = st.columns(2)

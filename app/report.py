@@ -118,7 +118,7 @@ def show(done: Finished) -> None:
         key="report_download",
     )
     st.caption(
-        f"{len(done.html) / 1e6:.1f} MB, one self-contained file (opens offline) · "
+        f"{_size(len(done.html))}, one self-contained file (opens offline) · "
         f"unlike the training data: {report.calibration}"
     )
     if report.scored:
@@ -145,3 +145,8 @@ def _score_preview(report: Report) -> pd.DataFrame:
     cols = [c for c in LABELS if c in table.columns]
     out = table[["method", "n", *cols]].rename(columns=LABELS)
     return out.round(3)
+
+
+def _size(n_bytes: int) -> str:
+    """A file size for people: kB below a megabyte, else MB."""
+    return f"{n_bytes / 1e3:.0f} kB" if n_bytes < 1e6 else f"{n_bytes / 1e6:.1f} MB"

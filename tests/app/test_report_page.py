@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 from .conftest import assert_clean, png, run_page
@@ -55,6 +56,8 @@ def _assert_finished(at, status: str) -> None:
     assert [s.value for s in at.success] == [status]
     assert not [b for b in at.button if b.key == "report_make"]
     assert not any("skipped so far" in c for c in at.caption.values)
+    # its size in units people read: a small report is not "0.0 MB"
+    assert any(re.match(r"\d+ kB, one self-contained file", c) for c in at.caption.values)
 
 
 def test_zip_upload_lists_refused_members(app_env):
